@@ -1,0 +1,7 @@
+-- PostfixAdmin master r1856: per-admin key/value preferences.
+CREATE TABLE IF NOT EXISTS `admin_preferences` (
+  `username` varchar(255) CHARACTER SET latin1 COLLATE latin1_general_ci NOT NULL,
+  `pref_key` varchar(64) NOT NULL,
+  `pref_value` varchar(2048) DEFAULT NULL,
+  PRIMARY KEY (`username`, `pref_key`)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;

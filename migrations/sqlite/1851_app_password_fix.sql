@@ -1,0 +1,1 @@
+-- PostfixAdmin 4.0 r1851 re-creates mailbox_app_password on MySQL only. Nothing to do on SQLite.
