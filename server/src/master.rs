@@ -137,8 +137,13 @@ pub async fn serve(dir: &Path, ready: Option<tokio::sync::oneshot::Sender<Vec<So
         bound.push(listener.local_addr().unwrap_or(addr));
         let scfg = cfg.for_service(svc);
         let (mta, stop) = (mta.clone(), stop_rx.clone());
+        let opts = smtpd::conn::ServeOptions { service: svc.name.clone(), maxproc: svc.maxproc };
         tracing::info!("smtpd listening on {addr} (service {})", svc.name);
-        tasks.spawn(async move { smtpd::conn::serve(listener, scfg, mta, stop).await });
+        tasks.spawn(async move {
+            if let Err(e) = smtpd::conn::serve_with(listener, scfg, mta, stop, opts).await {
+                tracing::error!("smtpd: {e}");
+            }
+        });
     }
     {
         let (cfg, store, mta, wakeup, stop) = (cfg.clone(), store.clone(), mta.clone(), wakeup.clone(), stop_rx.clone());

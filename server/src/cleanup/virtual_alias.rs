@@ -99,7 +99,7 @@ mod tests {
     #[tokio::test]
     async fn postfixadmin_semantics() {
         // Mailbox self-alias rows, a forward with a copy, a list, a catch-all, a domain forward.
-        let t = "inline:{ a@d.org=a@d.org, fwd@d.org={a@d.org,x@ext.net}, list@d.org={fwd@d.org,b@d.org}, \
+        let t = "inline:{ a@d.org=a@d.org, {fwd@d.org=a@d.org,x@ext.net}, {list@d.org=fwd@d.org,b@d.org}, \
                  b@d.org=b@d.org, @d.org=a@d.org, @alias.org=@d.org }";
         assert_eq!(exp(t, "a@d.org").await.expect("ok"), ["a@d.org"]);
         assert_eq!(exp(t, "fwd@d.org").await.expect("ok"), ["a@d.org", "x@ext.net"]);

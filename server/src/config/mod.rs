@@ -192,6 +192,14 @@ impl Config {
 
 /// Names such as `submission_recipient_checks` used by master.cf `-o x=$name` are not unknown.
 fn is_service_param(name: &str, master: &[Service]) -> bool {
+    // `<service>_destination_concurrency_limit` etc. for any master.cf service (postconf(5)).
+    for svc in master {
+        if let Some(rest) = name.strip_prefix(svc.name.as_str()).and_then(|r| r.strip_prefix('_')) {
+            if params::lookup(&format!("default_{rest}")).is_some() || params::lookup(&format!("lmtp_{rest}")).is_some() {
+                return true;
+            }
+        }
+    }
     let needle1 = format!("${name}");
     let needle2 = format!("${{{name}}}");
     master.iter().flat_map(|s| s.overrides.iter()).any(|(_, v)| v.contains(&needle1) || v.contains(&needle2))

@@ -1,0 +1,898 @@
+//! The SMTP session engine, pure: bytes in, reply bytes out, and at most one `Need` for the
+//! backend at a time (a recipient lookup or an enqueue) that the driver resolves and reports
+//! back. It owns the command framing (`proto::read_line_with`), the DATA decoder, the envelope,
+//! the error/junk counters and every reply text (Postfix 3.7 smtpd.c, compat-specs §4.4).
+//! Pipelining (RFC 2920): `advance` answers every complete command in the input, in order, and
+//! returns `Need::Input` only when the input holds no complete command — the driver flushes then.
+//! No IO, no clock (the driver passes `now`), no tokio. Entry point: `Session`.
+
+use std::fmt::Write as _;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, FixedOffset};
+
+use super::check::RcptContext;
+use super::{Message, RcptFacts, SessionInfo, Settings};
+use crate::dsn::Status;
+use crate::proto::line::skip_line;
+use crate::proto::{
+    Address, BareNewline, Body, Command, DataDecoder, DataError, Decoded, ParseError, Path, Reply,
+    SyntaxError, parse_command, read_line_with,
+};
+
+/// What the driver must do before calling `advance` again.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Need {
+    /// Flush the pending replies, then read more input and call `advance`.
+    Input,
+    /// Call `Backend::recipient_facts` for this recipient, then `lookup_done`.
+    Lookup(String),
+    /// Call `Backend::enqueue`, then `enqueue_done`.
+    Enqueue(Message),
+    /// Flush the pending replies and close the connection.
+    Close,
+}
+
+enum Mode {
+    Command,
+    /// Discarding the rest of an over-long command line.
+    Skipping,
+    Data {
+        decoder: DataDecoder,
+        body: Vec<u8>,
+    },
+    AwaitLookup,
+    AwaitEnqueue,
+    Closed,
+}
+
+struct Transaction {
+    sender: Address,
+    body: Option<Body>,
+    rcpts: Vec<String>,
+    /// The recipient whose lookup is outstanding.
+    pending: Option<String>,
+}
+
+/// Per-command counters for the `disconnect from …` line (Postfix 3.0+ shape).
+#[derive(Default)]
+struct Stats {
+    /// (name, ok, total) in Postfix's order.
+    rows: Vec<(&'static str, u32, u32)>,
+}
+
+const STAT_ORDER: &[&str] = &[
+    "helo", "ehlo", "starttls", "auth", "mail", "rcpt", "data", "bdat", "rset", "noop", "vrfy",
+    "etrn", "quit", "unknown",
+];
+
+impl Stats {
+    fn count(&mut self, name: &'static str, ok: bool) {
+        let name = if STAT_ORDER.contains(&name) {
+            name
+        } else {
+            "unknown"
+        };
+        match self.rows.iter_mut().find(|r| r.0 == name) {
+            Some(r) => {
+                r.1 += u32::from(ok);
+                r.2 += 1;
+            }
+            None => self.rows.push((name, u32::from(ok), 1)),
+        }
+    }
+
+    fn summary(&self) -> String {
+        let mut out = String::new();
+        let (mut ok, mut total) = (0, 0);
+        for name in STAT_ORDER {
+            if let Some((n, o, t)) = self.rows.iter().find(|r| r.0 == *name) {
+                ok += o;
+                total += t;
+                let _ = if o == t {
+                    write!(out, " {n}={t}")
+                } else {
+                    write!(out, " {n}={o}/{t}")
+                };
+            }
+        }
+        let _ = if ok == total {
+            write!(out, " commands={total}")
+        } else {
+            write!(out, " commands={ok}/{total}")
+        };
+        out
+    }
+}
+
+/// One SMTP session.
+pub struct Session {
+    s: Arc<Settings>,
+    info: SessionInfo,
+    /// `client_name[ip]` for logs.
+    client: String,
+    mode: Mode,
+    tx: Option<Transaction>,
+    bare: BareNewline,
+    error_count: u32,
+    junk: u32,
+    delay: Duration,
+    stats: Stats,
+    last: &'static str,
+}
+
+impl Session {
+    pub fn new(settings: Arc<Settings>, client: SocketAddr, service: impl Into<String>) -> Session {
+        let ip = client.ip().to_canonical();
+        let bare = match &settings.bare_newline_exclusions {
+            Some(n) if n.contains(ip) => BareNewline::Normalize,
+            _ => settings.bare_newline,
+        };
+        let info = SessionInfo {
+            client: SocketAddr::new(ip, client.port()),
+            client_name: "unknown".into(),
+            helo: None,
+            protocol: "SMTP",
+            sasl_username: None,
+            service: service.into(),
+        };
+        Session {
+            client: format!("{}[{}]", info.client_name, ip),
+            info,
+            s: settings,
+            mode: Mode::Command,
+            tx: None,
+            bare,
+            error_count: 0,
+            junk: 0,
+            delay: Duration::ZERO,
+            stats: Stats::default(),
+            last: "CONNECT",
+        }
+    }
+
+    pub fn info(&self) -> &SessionInfo {
+        &self.info
+    }
+
+    /// `unknown[192.0.2.1]`, as in Postfix's logs.
+    pub fn client(&self) -> &str {
+        &self.client
+    }
+
+    /// The last command seen, for `timeout after DATA from …` / `lost connection after …`.
+    pub fn last_command(&self) -> &'static str {
+        self.last
+    }
+
+    /// ` ehlo=1 mail=1 rcpt=0/1 quit=1 commands=3/4` for `disconnect from …`.
+    pub fn summary(&self) -> String {
+        self.stats.summary()
+    }
+
+    pub fn is_closed(&self) -> bool {
+        matches!(self.mode, Mode::Closed)
+    }
+
+    /// The delay to apply before the next flush (`smtpd_error_sleep_time` once
+    /// `smtpd_soft_error_limit` errors were made).
+    pub fn take_delay(&mut self) -> Duration {
+        std::mem::take(&mut self.delay)
+    }
+
+    /// `220 <smtpd_banner>`.
+    pub fn greeting(&mut self, out: &mut Vec<u8>) {
+        Reply::plain(220, self.s.banner.clone()).write_to(out);
+    }
+
+    /// `smtpd_timeout` expired while waiting for the client.
+    pub fn timeout(&mut self, out: &mut Vec<u8>) {
+        tracing::info!("timeout after {} from {}", self.last, self.client);
+        Reply::plain(
+            421,
+            format!("4.4.2 {} Error: timeout exceeded", self.s.myhostname),
+        )
+        .write_to(out);
+        self.mode = Mode::Closed;
+    }
+
+    /// The server is stopping.
+    pub fn shutdown(&mut self, out: &mut Vec<u8>) {
+        Reply::new(
+            421,
+            "4.3.2",
+            format!("{} Service shutting down", self.s.myhostname),
+        )
+        .write_to(out);
+        self.mode = Mode::Closed;
+    }
+
+    /// Processes as much of `input` as possible (removing what it used), appending replies to
+    /// `out`. See `Need` for what the caller must do next.
+    pub fn advance(
+        &mut self,
+        input: &mut Vec<u8>,
+        out: &mut Vec<u8>,
+        now: DateTime<FixedOffset>,
+    ) -> Need {
+        loop {
+            if matches!(self.mode, Mode::Closed) {
+                return Need::Close;
+            }
+            if matches!(self.mode, Mode::AwaitLookup | Mode::AwaitEnqueue) {
+                // The driver must resolve the outstanding need first; nothing to do.
+                return Need::Input;
+            }
+            if self.s.hard_error_limit > 0 && self.error_count >= self.s.hard_error_limit {
+                Reply::plain(
+                    421,
+                    format!("4.7.0 {} Error: too many errors", self.s.myhostname),
+                )
+                .write_to(out);
+                tracing::info!("too many errors after {} from {}", self.last, self.client);
+                self.mode = Mode::Closed;
+                return Need::Close;
+            }
+            match &mut self.mode {
+                Mode::Skipping => match skip_line(input) {
+                    Some(n) => {
+                        input.drain(..n);
+                        self.mode = Mode::Command;
+                        self.last = "UNKNOWN";
+                        self.stats.count("unknown", false);
+                        self.reply(out, Reply::new(500, "5.5.2", "Error: line too long"));
+                    }
+                    None => {
+                        input.clear();
+                        return Need::Input;
+                    }
+                },
+                Mode::Data { decoder, body } => match decoder.feed(input, body) {
+                    Decoded::Incomplete => {
+                        input.clear();
+                        return Need::Input;
+                    }
+                    Decoded::End { consumed } => {
+                        input.drain(..consumed.min(input.len()));
+                        let verdict = decoder.finish();
+                        let eight_bit = decoder.eight_bit();
+                        let body = std::mem::take(body);
+                        if let Some(need) = self.end_of_data(verdict, body, eight_bit, out, now) {
+                            return need;
+                        }
+                    }
+                },
+                Mode::Command => {
+                    // RFC 5321 §4.5.3.1.4 (512 octets) is the floor; Postfix reads up to
+                    // line_length_limit (2048).
+                    match read_line_with(input, self.s.line_length_limit, self.bare) {
+                        Err(ParseError::Incomplete) => return Need::Input,
+                        Err(ParseError::TooLong { .. }) => match skip_line(input) {
+                            // The whole over-long line is here: drop it, answer, go on.
+                            Some(n) => {
+                                input.drain(..n.min(input.len()));
+                                self.last = "UNKNOWN";
+                                self.stats.count("unknown", false);
+                                self.reply(out, Reply::new(500, "5.5.2", "Error: line too long"));
+                            }
+                            None => {
+                                input.clear();
+                                self.mode = Mode::Skipping;
+                            }
+                        },
+                        Err(ParseError::BareLf { .. }) => {
+                            return self.bare_newline(out, "<LF>", "CONNECT");
+                        }
+                        Err(ParseError::BareCr { .. }) => {
+                            return self.bare_newline(out, "<CR>", "CONNECT");
+                        }
+                        Err(_) => return Need::Input,
+                        Ok((line, n)) => {
+                            let line = line.text.to_vec();
+                            input.drain(..n.min(input.len()));
+                            if let Some(need) = self.command(&line, out) {
+                                return need;
+                            }
+                        }
+                    }
+                }
+                Mode::AwaitLookup | Mode::AwaitEnqueue | Mode::Closed => return Need::Input,
+            }
+        }
+    }
+
+    /// `smtpd_forbid_bare_newline = reject`: reply and hang up (Postfix 3.9 reject mode).
+    fn bare_newline(&mut self, out: &mut Vec<u8>, what: &str, stage: &str) -> Need {
+        let stage = if stage == "CONNECT" { self.last } else { stage };
+        let r = Reply::new(550, "5.5.2", format!("Error: bare {what} received"));
+        tracing::info!(
+            "NOQUEUE: reject: {stage} from {}: {r}; {}",
+            self.client,
+            self.envelope_log(None)
+        );
+        r.write_to(out);
+        self.mode = Mode::Closed;
+        Need::Close
+    }
+
+    /// Writes a reply, counting errors like Postfix (every 4xx/5xx answer to a command).
+    fn reply(&mut self, out: &mut Vec<u8>, r: Reply) {
+        if r.is_error() {
+            if self.error_count >= self.s.soft_error_limit {
+                self.delay += self.s.error_sleep;
+            }
+            self.error_count += 1;
+        }
+        r.write_to(out);
+    }
+
+    fn junk(&mut self) {
+        self.junk += 1;
+        if self.junk > self.s.junk_command_limit {
+            self.error_count += 1;
+        }
+    }
+
+    fn count_and_reply(&mut self, name: &'static str, out: &mut Vec<u8>, r: Reply) {
+        self.stats.count(name, r.is_positive());
+        self.reply(out, r);
+    }
+
+    /// `from=<a@b> to=<x@y> proto=ESMTP helo=<h>` for reject logs.
+    fn envelope_log(&self, rcpt: Option<&str>) -> String {
+        let mut s = String::new();
+        if let Some(tx) = &self.tx {
+            let _ = write!(s, "from=<{}> ", tx.sender.as_string());
+        }
+        if let Some(r) = rcpt {
+            let _ = write!(s, "to=<{r}> ");
+        }
+        let _ = write!(s, "proto={}", self.info.protocol);
+        if let Some(h) = &self.info.helo {
+            let _ = write!(s, " helo=<{h}>");
+        }
+        s
+    }
+
+    /// One command line. Returns a `Need` when the caller must act before going on.
+    fn command(&mut self, line: &[u8], out: &mut Vec<u8>) -> Option<Need> {
+        let verb = line
+            .split(|&b| b == b' ' || b == b'\t')
+            .next()
+            .unwrap_or_default()
+            .to_ascii_uppercase();
+        let verb = String::from_utf8_lossy(&verb).into_owned();
+        // Cross-protocol abuse (Postfix smtpd_forbidden_commands): HTTP verbs and header-shaped
+        // lines such as `Host: x` end the session at once.
+        let header_like = self.s.forbid_header_commands
+            && verb.ends_with(':')
+            && verb.len() > 1
+            && line.get(verb.len()) == Some(&b' ');
+        if self.s.forbidden_commands.contains(&verb) || header_like {
+            tracing::warn!(
+                "non-SMTP command from {}: {}",
+                self.client,
+                String::from_utf8_lossy(line)
+            );
+            self.stats.count("unknown", false);
+            Reply::new(221, "2.7.0", "Error: I can break rules, too. Goodbye.").write_to(out);
+            self.mode = Mode::Closed;
+            return Some(Need::Close);
+        }
+        if line.iter().all(|&b| b == b' ' || b == b'\t') {
+            self.last = "UNKNOWN";
+            self.count_and_reply(
+                "unknown",
+                out,
+                Reply::new(500, "5.5.2", "Error: bad syntax"),
+            );
+            return None;
+        }
+        let cmd = match parse_command(line) {
+            Ok(c) => c,
+            Err(ParseError::Syntax(e)) => {
+                let name = stat_name(&verb);
+                self.last = last_name(&verb);
+                let r = self.state_error(&verb).unwrap_or_else(|| syntax_reply(&e));
+                self.count_and_reply(name, out, r);
+                return None;
+            }
+            Err(_) => {
+                self.last = "UNKNOWN";
+                self.count_and_reply(
+                    "unknown",
+                    out,
+                    Reply::new(502, "5.5.2", "Error: command not recognized"),
+                );
+                return None;
+            }
+        };
+        self.last = last_name(&verb);
+        let name = cmd.name();
+        let reply = match cmd {
+            Command::Ehlo(host) | Command::Helo(host) => {
+                let ehlo = name == "ehlo";
+                // RFC 5321 §4.1.4: HELO/EHLO resets the transaction.
+                self.tx = None;
+                self.info.helo = Some(host);
+                self.info.protocol = if ehlo { "ESMTP" } else { "SMTP" };
+                if ehlo {
+                    let mut lines = vec![self.s.myhostname.clone(), "PIPELINING".into()];
+                    lines.push(if self.s.message_size_limit > 0 {
+                        format!("SIZE {}", self.s.message_size_limit)
+                    } else {
+                        "SIZE".into()
+                    });
+                    if !self.s.disable_vrfy {
+                        lines.push("VRFY".into());
+                    }
+                    lines.push("ENHANCEDSTATUSCODES".into());
+                    lines.push("8BITMIME".into());
+                    Reply::multi(250, lines)
+                } else {
+                    Reply::plain(250, self.s.myhostname.clone())
+                }
+            }
+            Command::Mail { from, params } => {
+                if let Some(r) = self.state_error("MAIL") {
+                    r
+                } else if let Some((k, v)) = params.other.iter().find(|(k, _)| k != "AUTH") {
+                    let opt = match v {
+                        Some(v) => format!("{k}={v}"),
+                        None => k.clone(),
+                    };
+                    Reply::new(555, "5.5.4", format!("Unsupported option: {opt}"))
+                } else if self.s.message_size_limit > 0
+                    && params.size.is_some_and(|n| n > self.s.message_size_limit)
+                {
+                    // RFC 1870 §6.2.
+                    Reply::new(552, "5.3.4", "Message size exceeds fixed limit")
+                } else {
+                    self.tx = Some(Transaction {
+                        sender: from,
+                        body: params.body,
+                        rcpts: Vec::new(),
+                        pending: None,
+                    });
+                    Reply::new(250, "2.1.0", "Ok")
+                }
+            }
+            Command::Rcpt { to, params } => return self.rcpt(to, &params, out),
+            Command::Data => {
+                if let Some(r) = self.state_error("DATA") {
+                    r
+                } else {
+                    self.mode = Mode::Data {
+                        decoder: DataDecoder::new(self.s.message_size_limit, self.bare),
+                        body: Vec::new(),
+                    };
+                    Reply::plain(354, "End data with <CR><LF>.<CR><LF>")
+                }
+            }
+            Command::Rset => {
+                self.junk();
+                self.tx = None;
+                Reply::new(250, "2.0.0", "Ok")
+            }
+            Command::Noop => {
+                self.junk();
+                Reply::new(250, "2.0.0", "Ok")
+            }
+            Command::Quit => {
+                self.stats.count("quit", true);
+                Reply::new(221, "2.0.0", "Bye").write_to(out);
+                self.mode = Mode::Closed;
+                return Some(Need::Close);
+            }
+            Command::Vrfy(arg) => {
+                self.junk();
+                if self.s.disable_vrfy {
+                    Reply::new(502, "5.5.1", "VRFY command is disabled")
+                } else {
+                    Reply::new(252, "2.0.0", arg)
+                }
+            }
+            Command::Etrn(_) => {
+                self.junk();
+                Reply::new(502, "5.5.1", "Error: command not implemented")
+            }
+            Command::Auth { .. } => Reply::new(503, "5.5.1", "Error: authentication not enabled"),
+            Command::Expn(_) | Command::StartTls | Command::Bdat { .. } => {
+                Reply::new(502, "5.5.1", "Error: command not implemented")
+            }
+            // Postfix has no HELP command.
+            Command::Help(_) => Reply::new(502, "5.5.2", "Error: command not recognized"),
+        };
+        let name = if matches!(name, "help" | "expn") {
+            "unknown"
+        } else {
+            name
+        };
+        self.count_and_reply(name, out, reply);
+        None
+    }
+
+    /// The state errors Postfix checks before a command's syntax.
+    fn state_error(&self, verb: &str) -> Option<Reply> {
+        match verb {
+            "MAIL" if self.s.helo_required && self.info.helo.is_none() => {
+                Some(Reply::new(503, "5.5.1", "Error: send HELO/EHLO first"))
+            }
+            "MAIL" if self.tx.is_some() => {
+                Some(Reply::new(503, "5.5.1", "Error: nested MAIL command"))
+            }
+            "RCPT" if self.tx.is_none() => {
+                Some(Reply::new(503, "5.5.1", "Error: need MAIL command"))
+            }
+            "DATA" => match &self.tx {
+                None => Some(Reply::new(503, "5.5.1", "Error: need RCPT command")),
+                Some(tx) if tx.rcpts.is_empty() => {
+                    Some(Reply::new(554, "5.5.1", "Error: no valid recipients"))
+                }
+                Some(_) => None,
+            },
+            _ => None,
+        }
+    }
+
+    fn rcpt(
+        &mut self,
+        to: Path,
+        params: &[(String, Option<String>)],
+        out: &mut Vec<u8>,
+    ) -> Option<Need> {
+        let limit = self.s.recipient_limit;
+        let reply = match &mut self.tx {
+            None => Some(Reply::new(503, "5.5.1", "Error: need MAIL command")),
+            // smtpd_recipient_limit (RFC 5321 §4.5.3.1.8 asks for at least 100).
+            Some(tx) if limit > 0 && tx.rcpts.len() >= limit => {
+                Some(Reply::new(452, "4.5.3", "Error: too many recipients"))
+            }
+            Some(_) if !params.is_empty() => {
+                let opt = params
+                    .first()
+                    .map(|(k, v)| v.as_ref().map_or(k.clone(), |v| format!("{k}={v}")))
+                    .unwrap_or_default();
+                Some(Reply::new(
+                    555,
+                    "5.5.4",
+                    format!("Unsupported option: {opt}"),
+                ))
+            }
+            // RFC 5321 §4.5.1: `postmaster` without a domain is always accepted.
+            Some(tx) if to.domain.is_none() && to.local.eq_ignore_ascii_case("postmaster") => {
+                tx.rcpts.push(to.local.clone());
+                Some(Reply::new(250, "2.1.5", "Ok"))
+            }
+            Some(tx) => {
+                // An unqualified address belongs to $myorigin (trivial-rewrite's append_at_myorigin).
+                let to = if to.domain.is_none() {
+                    Path {
+                        local: to.local,
+                        domain: Some(self.s.myorigin.clone()),
+                    }
+                } else {
+                    to
+                };
+                let rcpt = to.to_string();
+                tx.pending = Some(rcpt.clone());
+                self.mode = Mode::AwaitLookup;
+                return Some(Need::Lookup(rcpt));
+            }
+        };
+        if let Some(r) = reply {
+            self.count_and_reply("rcpt", out, r);
+        }
+        None
+    }
+
+    /// The backend's answer to `Need::Lookup`.
+    pub fn lookup_done(&mut self, result: Result<RcptFacts, Status>, out: &mut Vec<u8>) {
+        if !matches!(self.mode, Mode::AwaitLookup) {
+            return;
+        }
+        self.mode = Mode::Command;
+        let Some(rcpt) = self.tx.as_mut().and_then(|tx| tx.pending.take()) else {
+            return;
+        };
+        let decision = result.and_then(|facts| {
+            let ip = self.info.client.ip();
+            let sender = self
+                .tx
+                .as_ref()
+                .map(|t| t.sender.as_string())
+                .unwrap_or_default();
+            let ctx = RcptContext {
+                client: ip,
+                client_name: &self.info.client_name,
+                helo: self.info.helo.as_deref(),
+                sender: &sender,
+                sasl_username: self.info.sasl_username.as_deref(),
+                rcpt: &rcpt,
+                facts,
+            };
+            self.s.policy.check_rcpt(&ctx)
+        });
+        match decision {
+            Ok(()) => {
+                if let Some(tx) = self.tx.as_mut() {
+                    tx.rcpts.push(rcpt);
+                }
+                self.count_and_reply("rcpt", out, Reply::new(250, "2.1.5", "Ok"));
+            }
+            Err(status) => {
+                let r = Reply::from_status(&status);
+                tracing::info!(
+                    "NOQUEUE: reject: RCPT from {}: {r}; {}",
+                    self.client,
+                    self.envelope_log(Some(&rcpt))
+                );
+                self.count_and_reply("rcpt", out, r);
+            }
+        }
+    }
+
+    fn end_of_data(
+        &mut self,
+        verdict: Result<(), DataError>,
+        body: Vec<u8>,
+        eight_bit: bool,
+        out: &mut Vec<u8>,
+        now: DateTime<FixedOffset>,
+    ) -> Option<Need> {
+        self.mode = Mode::Command;
+        match verdict {
+            Err(DataError::BareLf) => {
+                return Some(self.bare_newline(out, "<LF>", "END-OF-MESSAGE"));
+            }
+            Err(DataError::BareCr) => {
+                return Some(self.bare_newline(out, "<CR>", "END-OF-MESSAGE"));
+            }
+            Err(DataError::TooBig) => {
+                let r = Reply::new(552, "5.3.4", "Error: message file too big");
+                tracing::info!(
+                    "NOQUEUE: reject: END-OF-MESSAGE from {}: {r}; {}",
+                    self.client,
+                    self.envelope_log(None)
+                );
+                self.tx = None;
+                self.count_and_reply("data", out, r);
+                return None;
+            }
+            Ok(()) => {}
+        }
+        let Some(tx) = self.tx.as_ref() else {
+            self.count_and_reply(
+                "data",
+                out,
+                Reply::new(503, "5.5.1", "Error: need RCPT command"),
+            );
+            return None;
+        };
+        let mut data = received_header(
+            &self.info,
+            &self.s.myhostname,
+            &self.s.mail_name,
+            &tx.rcpts,
+            now,
+        )
+        .into_bytes();
+        data.extend_from_slice(&body);
+        let msg = Message {
+            sender: tx.sender.as_string(),
+            recipients: tx.rcpts.clone(),
+            data,
+            body_8bit: tx.body == Some(Body::EightBitMime) || eight_bit,
+        };
+        self.mode = Mode::AwaitEnqueue;
+        Some(Need::Enqueue(msg))
+    }
+
+    /// The backend's answer to `Need::Enqueue`.
+    pub fn enqueue_done(&mut self, result: Result<String, Status>, out: &mut Vec<u8>) {
+        if !matches!(self.mode, Mode::AwaitEnqueue) {
+            return;
+        }
+        self.mode = Mode::Command;
+        let reply = match result {
+            Ok(id) => {
+                tracing::info!("{id}: client={}", self.client);
+                Reply::new(250, "2.0.0", format!("Ok: queued as {id}"))
+            }
+            Err(status) => {
+                let r = Reply::from_status(&status);
+                tracing::info!(
+                    "NOQUEUE: reject: END-OF-MESSAGE from {}: {r}; {}",
+                    self.client,
+                    self.envelope_log(None)
+                );
+                r
+            }
+        };
+        self.tx = None;
+        self.junk = 0;
+        self.count_and_reply("data", out, reply);
+    }
+}
+
+/// The counter a command with bad syntax is counted under.
+fn stat_name(verb: &str) -> &'static str {
+    match verb {
+        "EHLO" => "ehlo",
+        "HELO" => "helo",
+        "MAIL" => "mail",
+        "RCPT" => "rcpt",
+        "DATA" => "data",
+        "RSET" => "rset",
+        "NOOP" => "noop",
+        "QUIT" => "quit",
+        "VRFY" => "vrfy",
+        "ETRN" => "etrn",
+        "STARTTLS" => "starttls",
+        "AUTH" => "auth",
+        "BDAT" => "bdat",
+        _ => "unknown",
+    }
+}
+
+/// The command name in `timeout after X` logs.
+fn last_name(verb: &str) -> &'static str {
+    match verb {
+        "EHLO" => "EHLO",
+        "HELO" => "HELO",
+        "MAIL" => "MAIL",
+        "RCPT" => "RCPT",
+        "DATA" => "DATA",
+        "RSET" => "RSET",
+        "NOOP" => "NOOP",
+        "QUIT" => "QUIT",
+        "VRFY" => "VRFY",
+        "ETRN" => "ETRN",
+        "STARTTLS" => "STARTTLS",
+        "AUTH" => "AUTH",
+        "BDAT" => "BDAT",
+        _ => "UNKNOWN",
+    }
+}
+
+fn syntax_reply(e: &SyntaxError) -> Reply {
+    match e {
+        SyntaxError::Mail => Reply::new(501, "5.5.4", "Syntax: MAIL FROM:<address>"),
+        SyntaxError::Rcpt => Reply::new(501, "5.5.4", "Syntax: RCPT TO:<address>"),
+        SyntaxError::BadSender => Reply::new(501, "5.1.7", "Bad sender address syntax"),
+        SyntaxError::BadRecipient => Reply::new(501, "5.1.3", "Bad recipient address syntax"),
+        SyntaxError::BadSize => Reply::new(501, "5.5.4", "Bad message size syntax"),
+        SyntaxError::Helo { ehlo: true } => Reply::plain(501, "Syntax: EHLO hostname"),
+        SyntaxError::Helo { ehlo: false } => Reply::plain(501, "Syntax: HELO hostname"),
+        SyntaxError::Args(what) => Reply::new(501, "5.5.4", format!("Syntax: {what}")),
+        SyntaxError::BadCharacter => Reply::new(500, "5.5.2", "Error: bad syntax"),
+    }
+}
+
+/// Postfix's `Received:` header, without `id` (the queue id exists only once cleanup wrote
+/// the file; cleanup may add it). `for <rcpt>` only with exactly one recipient.
+///
+/// `Received: from helo.example (unknown [192.0.2.1])` CRLF TAB
+/// `by mx.example.com (Postern) with ESMTP` CRLF TAB
+/// `for <user@example.com>; Mon,  1 Jan 2024 12:00:00 +0000` CRLF.
+pub fn received_header(
+    info: &SessionInfo,
+    myhostname: &str,
+    mail_name: &str,
+    rcpts: &[String],
+    now: DateTime<FixedOffset>,
+) -> String {
+    let addr = match info.client.ip() {
+        IpAddr::V4(a) => a.to_string(),
+        IpAddr::V6(a) => format!("IPv6:{a}"),
+    };
+    let helo = info.helo.as_deref().unwrap_or(&info.client_name);
+    let mut h = format!(
+        "Received: from {helo} ({} [{addr}])\r\n\tby {myhostname} ({mail_name}) with {}",
+        info.client_name, info.protocol
+    );
+    match rcpts {
+        [one] => {
+            let _ = write!(h, "\r\n\tfor <{one}>; ");
+        }
+        _ => h.push_str("; "),
+    }
+    let _ = write!(h, "{}\r\n", now.format("%a, %e %b %Y %H:%M:%S %z"));
+    h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::smtpd::testkit::{self, FakeBackend};
+
+    /// Every `tests/data/dialogs/*.dialog`, replayed against the pure engine.
+    #[test]
+    fn dialogs() {
+        let mut n = 0;
+        for (name, dialog) in testkit::load_dialogs() {
+            let mut run = testkit::PureRun::new(&dialog);
+            for step in &dialog.steps {
+                let got = run.exchange(step);
+                assert_eq!(
+                    got,
+                    step.expect,
+                    "{name}: after sending {:?}",
+                    String::from_utf8_lossy(&step.send)
+                );
+            }
+            n += 1;
+        }
+        assert!(n >= 5, "dialog files missing");
+    }
+
+    #[test]
+    fn received_header_shape() {
+        let info = SessionInfo {
+            client: "192.0.2.1:2525".parse().expect("addr"),
+            client_name: "unknown".into(),
+            helo: Some("client.example".into()),
+            protocol: "ESMTP",
+            sasl_username: None,
+            service: "smtp".into(),
+        };
+        let now = DateTime::parse_from_rfc3339("2024-01-01T12:00:00+00:00").expect("date");
+        let h = received_header(
+            &info,
+            "mx.example.com",
+            "Postern",
+            &["u@example.com".into()],
+            now,
+        );
+        assert_eq!(
+            h,
+            "Received: from client.example (unknown [192.0.2.1])\r\n\tby mx.example.com (Postern) with ESMTP\r\n\tfor <u@example.com>; Mon,  1 Jan 2024 12:00:00 +0000\r\n"
+        );
+        let info6 = SessionInfo {
+            client: "[2001:db8::1]:25".parse().expect("addr"),
+            helo: None,
+            protocol: "SMTP",
+            ..info
+        };
+        let h = received_header(&info6, "mx", "Postern", &["a@b".into(), "c@d".into()], now);
+        assert_eq!(
+            h,
+            "Received: from unknown (unknown [IPv6:2001:db8::1])\r\n\tby mx (Postern) with SMTP; Mon,  1 Jan 2024 12:00:00 +0000\r\n"
+        );
+    }
+
+    /// The queued message: Received header, then the dot-unstuffed body; 8-bit detected.
+    #[test]
+    fn queued_message_content() {
+        let backend = FakeBackend::default();
+        let mut run = testkit::PureRun::with_backend(&testkit::Dialog::default(), backend.clone());
+        let out = run.send(b"EHLO c.example\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<user@virt.tld>\r\nDATA\r\nSubject: x\r\n\r\n..dot \xc3\xa9\r\n.\r\n");
+        assert!(
+            out.ends_with("250 2.0.0 Ok: queued as 0000000001\r\n"),
+            "{out}"
+        );
+        let msgs = backend.messages();
+        let m = msgs.first().expect("one message");
+        assert_eq!(m.sender, "a@b.example");
+        assert_eq!(m.recipients, ["user@virt.tld"]);
+        assert!(m.body_8bit);
+        let text = String::from_utf8_lossy(&m.data);
+        assert!(text.starts_with("Received: from c.example (unknown [127.0.0.1])\r\n\tby mx.test (Postern) with ESMTP\r\n\tfor <user@virt.tld>; "), "{text}");
+        assert!(
+            text.ends_with("\r\nSubject: x\r\n\r\n.dot \u{e9}\r\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn disconnect_summary() {
+        let mut run = testkit::PureRun::new(&testkit::Dialog::default());
+        run.send(b"EHLO x\r\nMAIL FROM:<a@b>\r\nRCPT TO:<nobody@virt.tld>\r\nBOGUS\r\nQUIT\r\n");
+        assert_eq!(
+            run.session.summary(),
+            " ehlo=1 mail=1 rcpt=0/1 quit=1 unknown=0/1 commands=3/5"
+        );
+    }
+}

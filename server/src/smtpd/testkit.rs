@@ -1,0 +1,298 @@
+//! Test support for smtpd (compiled only for tests): the `.dialog` format of
+//! `tests/data/dialogs/`, an in-memory `FakeBackend`, and `PureRun`, which replays a dialog
+//! against the pure `Session` engine. `conn`'s tests replay the same files over TCP.
+//!
+//! Dialog lines: `# comment`; `% name = value` (main.cf line); `C: text` (sent with CRLF);
+//! `C< raw` (sent as is, with `\r \n \t \0 \\ \xNN` escapes); `S: line` (one expected reply
+//! line; `S: <close>` = the server hangs up); `T:` (send nothing, wait for `smtpd_timeout`).
+//! Consecutive `C` lines are sent in one write (pipelining); the `S` lines after them are
+//! what the server answers to that write.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use chrono::DateTime;
+
+use super::session::{Need, Session};
+use super::{Backend, Message, RcptFacts, SessionInfo, Settings};
+use crate::config::Config;
+use crate::dsn::Status;
+use crate::resolve::AddrClass;
+
+/// Settings every dialog starts from.
+pub const BASE_MAIN_CF: &str =
+    "myhostname = mx.test\nmynetworks = 127.0.0.0/8 [::1]/128\nsmtpd_error_sleep_time = 0s\n";
+
+#[derive(Debug, Clone, Default)]
+pub struct Step {
+    pub send: Vec<u8>,
+    pub expect: Vec<String>,
+    pub timeout: bool,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Dialog {
+    pub main_cf: String,
+    pub steps: Vec<Step>,
+}
+
+impl Dialog {
+    pub fn parse(text: &str) -> Dialog {
+        let mut d = Dialog {
+            main_cf: BASE_MAIN_CF.to_string(),
+            steps: Vec::new(),
+        };
+        let mut cur = Step::default();
+        for line in text.lines() {
+            if let Some(kv) = line.strip_prefix("% ") {
+                d.main_cf.push_str(kv);
+                d.main_cf.push('\n');
+            } else if let Some(c) = line.strip_prefix("C: ").or_else(|| line.strip_prefix("C:")) {
+                if !cur.expect.is_empty() || cur.timeout {
+                    d.steps.push(std::mem::take(&mut cur));
+                }
+                cur.send.extend_from_slice(c.as_bytes());
+                cur.send.extend_from_slice(b"\r\n");
+            } else if let Some(c) = line.strip_prefix("C< ") {
+                if !cur.expect.is_empty() || cur.timeout {
+                    d.steps.push(std::mem::take(&mut cur));
+                }
+                cur.send.extend_from_slice(&unescape(c));
+            } else if let Some(s) = line.strip_prefix("S: ").or_else(|| line.strip_prefix("S:")) {
+                cur.expect.push(s.to_string());
+            } else if line.starts_with("T:") {
+                if !cur.expect.is_empty() || !cur.send.is_empty() {
+                    d.steps.push(std::mem::take(&mut cur));
+                }
+                cur.timeout = true;
+            }
+        }
+        if !cur.expect.is_empty() || !cur.send.is_empty() || cur.timeout {
+            d.steps.push(cur);
+        }
+        d
+    }
+
+    pub fn settings(&self) -> Settings {
+        let cfg = match Config::from_text(Path::new("/etc/postern"), &self.main_cf, "") {
+            Ok((c, _)) => c,
+            Err(e) => panic!("dialog main.cf: {e}"),
+        };
+        match Settings::from_config(&cfg) {
+            Ok(s) => s,
+            Err(e) => panic!("dialog settings: {e}"),
+        }
+    }
+
+    pub fn config(&self) -> Config {
+        match Config::from_text(Path::new("/etc/postern"), &self.main_cf, "") {
+            Ok((c, _)) => c,
+            Err(e) => panic!("dialog main.cf: {e}"),
+        }
+    }
+}
+
+fn unescape(s: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    let b = s.as_bytes();
+    let mut i = 0;
+    while let Some(&c) = b.get(i) {
+        if c == b'\\' {
+            match b.get(i + 1) {
+                Some(b'r') => out.push(b'\r'),
+                Some(b'n') => out.push(b'\n'),
+                Some(b't') => out.push(b'\t'),
+                Some(b'0') => out.push(0),
+                Some(b'x') => {
+                    let hex = s
+                        .get(i + 2..i + 4)
+                        .and_then(|h| u8::from_str_radix(h, 16).ok())
+                        .unwrap_or(b'?');
+                    out.push(hex);
+                    i += 2;
+                }
+                Some(&o) => out.push(o),
+                None => out.push(b'\\'),
+            }
+            i += 2;
+        } else {
+            out.push(c);
+            i += 1;
+        }
+    }
+    out
+}
+
+/// All dialog files, sorted by name.
+pub fn load_dialogs() -> Vec<(String, Dialog)> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/dialogs");
+    let mut paths: Vec<_> = std::fs::read_dir(&dir)
+        .map(|r| r.filter_map(Result::ok).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    paths.sort();
+    paths
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "dialog"))
+        .map(|p| {
+            let text = std::fs::read_to_string(&p).unwrap_or_default();
+            (
+                p.file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+                Dialog::parse(&text),
+            )
+        })
+        .collect()
+}
+
+/// The in-memory backend. Domains: `virt.tld` (mailboxes user, alice, bob), `alias.tld`
+/// (alias), `relay.tld` (all known), `mx.test`/`localhost` (root, postmaster),
+/// `fail.tld` (lookup failure); anything else is the default class. A message containing
+/// `X-Test: queue-fail` fails to queue.
+#[derive(Debug, Clone, Default)]
+pub struct FakeBackend {
+    inner: Arc<Mutex<(u64, Vec<Message>)>>,
+}
+
+impl FakeBackend {
+    pub fn facts(&self, rcpt: &str) -> Result<RcptFacts, Status> {
+        let (local, domain) = rcpt.rsplit_once('@').unwrap_or((rcpt, ""));
+        let domain = domain.to_ascii_lowercase();
+        let local = local.to_ascii_lowercase();
+        let f = |class, known| Ok(RcptFacts { class, known });
+        match domain.as_str() {
+            "virt.tld" => f(
+                AddrClass::VirtualMailbox,
+                ["user", "alice", "bob"].contains(&local.as_str()),
+            ),
+            "alias.tld" => f(AddrClass::VirtualAlias, local == "alias"),
+            "relay.tld" => f(AddrClass::Relay, true),
+            "mx.test" | "localhost" => f(
+                AddrClass::Local,
+                ["root", "postmaster"].contains(&local.as_str()),
+            ),
+            "fail.tld" => Err(Status::temp_lookup_failure(rcpt)),
+            _ => f(AddrClass::Default, true),
+        }
+    }
+
+    pub fn queue(&self, msg: Message) -> Result<String, Status> {
+        if msg.data.windows(19).any(|w| w == b"X-Test: queue-fail\r") {
+            return Err(Status::new(451, "4.3.0", "Error: queue file write error"));
+        }
+        let mut g = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        g.0 += 1;
+        let id = format!("{:010}", g.0);
+        g.1.push(msg);
+        Ok(id)
+    }
+
+    pub fn messages(&self) -> Vec<Message> {
+        self.inner
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .1
+            .clone()
+    }
+}
+
+impl Backend for FakeBackend {
+    async fn recipient_facts(
+        &self,
+        _session: &SessionInfo,
+        rcpt: &str,
+    ) -> Result<RcptFacts, Status> {
+        self.facts(rcpt)
+    }
+
+    async fn enqueue(&self, _session: &SessionInfo, msg: Message) -> Result<String, Status> {
+        self.queue(msg)
+    }
+}
+
+/// A dialog against the pure engine, the backend answered synchronously.
+pub struct PureRun {
+    pub session: Session,
+    pub backend: FakeBackend,
+    input: Vec<u8>,
+    closed: bool,
+    pending_greeting: Option<Vec<u8>>,
+}
+
+impl PureRun {
+    pub fn new(d: &Dialog) -> PureRun {
+        PureRun::with_backend(d, FakeBackend::default())
+    }
+
+    pub fn with_backend(d: &Dialog, backend: FakeBackend) -> PureRun {
+        let settings = if d.main_cf.is_empty() {
+            Dialog::parse("").settings()
+        } else {
+            d.settings()
+        };
+        let client: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 40000));
+        let mut session = Session::new(Arc::new(settings), client, "smtp");
+        let mut greeting = Vec::new();
+        session.greeting(&mut greeting);
+        // The greeting is part of the answer to the first step.
+        PureRun {
+            session,
+            backend,
+            input: Vec::new(),
+            closed: false,
+            pending_greeting: Some(greeting),
+        }
+    }
+}
+
+impl PureRun {
+    /// Sends bytes; returns everything the server wrote (greeting first, once).
+    pub fn send(&mut self, bytes: &[u8]) -> String {
+        let mut out = self.pending_greeting.take().unwrap_or_default();
+        if self.closed {
+            return String::from_utf8_lossy(&out).into_owned();
+        }
+        self.input.extend_from_slice(bytes);
+        let now = DateTime::parse_from_rfc3339("2024-01-01T12:00:00+00:00").unwrap_or_default();
+        loop {
+            match self.session.advance(&mut self.input, &mut out, now) {
+                Need::Input => break,
+                Need::Close => {
+                    self.closed = true;
+                    break;
+                }
+                Need::Lookup(rcpt) => {
+                    let r = self.backend.facts(&rcpt);
+                    self.session.lookup_done(r, &mut out);
+                }
+                Need::Enqueue(msg) => {
+                    let r = self.backend.queue(msg);
+                    self.session.enqueue_done(r, &mut out);
+                }
+            }
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    /// One dialog step: the reply lines, plus `<close>` when the server hung up.
+    pub fn exchange(&mut self, step: &Step) -> Vec<String> {
+        let was_closed = self.closed;
+        let text = if step.timeout {
+            let mut out = self.pending_greeting.take().unwrap_or_default();
+            self.session.timeout(&mut out);
+            self.closed = true;
+            String::from_utf8_lossy(&out).into_owned()
+        } else {
+            self.send(&step.send)
+        };
+        let mut lines: Vec<String> = text.split("\r\n").map(str::to_string).collect();
+        if lines.last().is_some_and(String::is_empty) {
+            lines.pop();
+        }
+        if self.closed && !was_closed {
+            lines.push("<close>".into());
+        }
+        lines
+    }
+}

@@ -1,0 +1,8 @@
+//! The single integration-test binary of the `postern` crate (`cargo test -p postern --test it`).
+//! Owns only the module list; peers (Dovecot, swaks, smtp-source) live in `peers/`, and each
+//! behaviour area gets its own module here. Other test modules (smtpd dialogs, delivery, maps, …)
+//! are added below by their owners.
+
+mod peers;
+
+mod dovecot_peer;

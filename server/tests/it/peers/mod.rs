@@ -1,0 +1,9 @@
+//! Real peers for the integration tests, started and stopped by the tests themselves (never
+//! skipped): `dovecot` (LMTP + auth on PostfixAdmin's SQLite schema) and `tools` (ports, swaks,
+//! smtp-source). A missing peer program panics with the package to install.
+
+// Helpers are shared by many test modules; not every module uses every helper.
+#![allow(dead_code)]
+
+pub mod dovecot;
+pub mod tools;
