@@ -16,7 +16,11 @@ pub struct Status {
 
 impl Status {
     pub fn new(code: u16, dsn: &str, text: impl Into<String>) -> Self {
-        Status { code, dsn: dsn.to_string(), text: text.into() }
+        Status {
+            code,
+            dsn: dsn.to_string(),
+            text: text.into(),
+        }
     }
     /// 4xx: try again later (defer).
     pub fn is_temporary(&self) -> bool {

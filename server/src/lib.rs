@@ -14,7 +14,7 @@ pub mod maps;
 pub mod master;
 pub mod proto;
 pub mod qmgr;
-pub mod resolve;
 pub mod queue;
+pub mod resolve;
 pub mod smtpd;
 pub mod up;

@@ -10,7 +10,10 @@ use postern::cli;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let argv0 = args.first().map(|a| a.rsplit('/').next().unwrap_or(a).to_string()).unwrap_or_default();
+    let argv0 = args
+        .first()
+        .map(|a| a.rsplit('/').next().unwrap_or(a).to_string())
+        .unwrap_or_default();
     let (tool, rest): (String, Vec<String>) = if is_tool(&argv0) {
         (argv0, args.iter().skip(1).cloned().collect())
     } else {
@@ -43,18 +46,33 @@ fn is_tool(name: &str) -> bool {
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("start the tokio runtime")
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("start the tokio runtime")
 }
 
 fn run(tool: &str, args: &[String]) -> Result<i32> {
     let stdout = std::io::stdout();
     let stderr = std::io::stderr();
     match tool {
-        "postconf" => Ok(cli::postconf::run(args, &mut stdout.lock(), &mut stderr.lock())),
+        "postconf" => Ok(cli::postconf::run(
+            args,
+            &mut stdout.lock(),
+            &mut stderr.lock(),
+        )),
         "postmap" => {
             let rt = runtime()?;
             let stdin = std::io::stdin();
-            let code = rt.block_on(async { cli::postmap::run(args, &mut stdin.lock(), &mut stdout.lock(), &mut stderr.lock()).await });
+            let code = rt.block_on(async {
+                cli::postmap::run(
+                    args,
+                    &mut stdin.lock(),
+                    &mut stdout.lock(),
+                    &mut stderr.lock(),
+                )
+                .await
+            });
             Ok(code)
         }
         "serve" | "start-fg" => {
@@ -103,7 +121,10 @@ fn split_config_flag(args: &[String]) -> (Option<String>, Vec<String>) {
     while let Some(a) = it.next() {
         if a == "-c" {
             dir = it.next().cloned();
-        } else if let Some(d) = a.strip_prefix("-c").filter(|d| !d.is_empty() && !a.starts_with("--")) {
+        } else if let Some(d) = a
+            .strip_prefix("-c")
+            .filter(|d| !d.is_empty() && !a.starts_with("--"))
+        {
             dir = Some(d.to_string());
         } else {
             rest.push(a.clone());
@@ -120,13 +141,20 @@ async fn up(args: &[String]) -> Result<()> {
         match a.as_str() {
             "--data" => data = PathBuf::from(it.next().context("--data needs a directory")?),
             "--listen" => listen = it.next().context("--listen needs an address")?.clone(),
-            other => bail!("unexpected argument \"{other}\" (usage: postern up [--data DIR] [--listen ADDR])"),
+            other => bail!(
+                "unexpected argument \"{other}\" (usage: postern up [--data DIR] [--listen ADDR])"
+            ),
         }
     }
     postern::master::up(&data, &listen).await
 }
 
 fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("POSTERN_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("POSTERN_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
 }

@@ -60,7 +60,12 @@ impl Resolver {
         Ok(Resolver {
             local: DomainList::new(maps, &cfg.get("mydestination"), false, dir)?,
             virtual_alias: DomainList::new(maps, &cfg.get("virtual_alias_domains"), false, dir)?,
-            virtual_mailbox: DomainList::new(maps, &cfg.get("virtual_mailbox_domains"), false, dir)?,
+            virtual_mailbox: DomainList::new(
+                maps,
+                &cfg.get("virtual_mailbox_domains"),
+                false,
+                dir,
+            )?,
             relay: DomainList::new(maps, &cfg.get("relay_domains"), true, dir)?,
             transport_maps: maps.open_list(&cfg.get("transport_maps"))?,
             local_transport: cfg.get("local_transport"),
@@ -91,11 +96,17 @@ impl Resolver {
 
     /// Recipient → route: the class default, then `transport_maps` (compat-specs §3.5.3).
     pub async fn route(&self, rcpt: &str) -> Result<Route, MapError> {
-        let domain = rcpt.rsplit_once('@').map(|(_, d)| d.to_lowercase()).unwrap_or_default();
+        let domain = rcpt
+            .rsplit_once('@')
+            .map(|(_, d)| d.to_lowercase())
+            .unwrap_or_default();
         let class = self.class(&domain).await?;
         let (default, default_nexthop) = match class {
             AddrClass::Local => (self.local_transport.as_str(), String::new()),
-            AddrClass::VirtualAlias => ("error", "5.1.1 User unknown in virtual alias table".to_string()),
+            AddrClass::VirtualAlias => (
+                "error",
+                "5.1.1 User unknown in virtual alias table".to_string(),
+            ),
             AddrClass::VirtualMailbox => (self.virtual_transport.as_str(), String::new()),
             AddrClass::Relay => (self.relay_transport.as_str(), String::new()),
             AddrClass::Default => (self.default_transport.as_str(), self.relayhost.clone()),
@@ -118,7 +129,12 @@ impl Resolver {
         if nexthop.is_empty() {
             nexthop = domain;
         }
-        Ok(Route { transport, nexthop, recipient: rcpt.to_string(), class })
+        Ok(Route {
+            transport,
+            nexthop,
+            recipient: rcpt.to_string(),
+            class,
+        })
     }
 
     async fn transport_lookup(&self, rcpt: &str, domain: &str) -> Result<Option<String>, MapError> {
@@ -129,7 +145,10 @@ impl Resolver {
         let mut keys = vec![rcpt.clone()];
         if !self.delimiter.is_empty() {
             if let Some((local, d)) = rcpt.rsplit_once('@') {
-                if let Some(i) = local.find(|c| self.delimiter.contains(c)).filter(|i| *i > 0) {
+                if let Some(i) = local
+                    .find(|c| self.delimiter.contains(c))
+                    .filter(|i| *i > 0)
+                {
                     keys.push(format!("{}@{d}", &local[..i]));
                 }
             }
@@ -168,17 +187,50 @@ mod tests {
              transport_maps = inline:{ special@v.org=discard:, .r.org=relay:[gw]:25 }\n",
         );
         let cases = [
-            ("u@mx.example.com", AddrClass::Local, "local", "mx.example.com"),
-            ("u@v.org", AddrClass::VirtualMailbox, "lmtp", "unix:private/dovecot-lmtp"),
-            ("special@v.org", AddrClass::VirtualMailbox, "discard", "v.org"),
-            ("u@a.org", AddrClass::VirtualAlias, "error", "5.1.1 User unknown in virtual alias table"),
+            (
+                "u@mx.example.com",
+                AddrClass::Local,
+                "local",
+                "mx.example.com",
+            ),
+            (
+                "u@v.org",
+                AddrClass::VirtualMailbox,
+                "lmtp",
+                "unix:private/dovecot-lmtp",
+            ),
+            (
+                "special@v.org",
+                AddrClass::VirtualMailbox,
+                "discard",
+                "v.org",
+            ),
+            (
+                "u@a.org",
+                AddrClass::VirtualAlias,
+                "error",
+                "5.1.1 User unknown in virtual alias table",
+            ),
             ("u@r.org", AddrClass::Relay, "relay", "r.org"),
             ("u@sub.r.org", AddrClass::Relay, "relay", "[gw]:25"),
-            ("u@elsewhere.net", AddrClass::Default, "smtp", "elsewhere.net"),
+            (
+                "u@elsewhere.net",
+                AddrClass::Default,
+                "smtp",
+                "elsewhere.net",
+            ),
         ];
         for (rcpt, class, transport, nexthop) in cases {
             let route = r.route(rcpt).await.expect("resolves");
-            assert_eq!((route.class, route.transport.as_str(), route.nexthop.as_str()), (class, transport, nexthop), "{rcpt}");
+            assert_eq!(
+                (
+                    route.class,
+                    route.transport.as_str(),
+                    route.nexthop.as_str()
+                ),
+                (class, transport, nexthop),
+                "{rcpt}"
+            );
         }
     }
 }

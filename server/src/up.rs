@@ -8,15 +8,42 @@ use std::path::{Path, PathBuf};
 
 /// The shipped sqlite table files (PostfixAdmin's documented queries, sqlite dialect).
 pub const SQLITE_TABLES: &[(&str, &str)] = &[
-    ("virtual_domains_maps.cf", include_str!("../conf/sqlite/virtual_domains_maps.cf")),
-    ("virtual_alias_maps.cf", include_str!("../conf/sqlite/virtual_alias_maps.cf")),
-    ("virtual_alias_domain_maps.cf", include_str!("../conf/sqlite/virtual_alias_domain_maps.cf")),
-    ("virtual_alias_domain_catchall_maps.cf", include_str!("../conf/sqlite/virtual_alias_domain_catchall_maps.cf")),
-    ("virtual_mailbox_maps.cf", include_str!("../conf/sqlite/virtual_mailbox_maps.cf")),
-    ("virtual_alias_domain_mailbox_maps.cf", include_str!("../conf/sqlite/virtual_alias_domain_mailbox_maps.cf")),
-    ("relay_domains.cf", include_str!("../conf/sqlite/relay_domains.cf")),
-    ("transport_maps.cf", include_str!("../conf/sqlite/transport_maps.cf")),
-    ("sender_login_maps.cf", include_str!("../conf/sqlite/sender_login_maps.cf")),
+    (
+        "virtual_domains_maps.cf",
+        include_str!("../conf/sqlite/virtual_domains_maps.cf"),
+    ),
+    (
+        "virtual_alias_maps.cf",
+        include_str!("../conf/sqlite/virtual_alias_maps.cf"),
+    ),
+    (
+        "virtual_alias_domain_maps.cf",
+        include_str!("../conf/sqlite/virtual_alias_domain_maps.cf"),
+    ),
+    (
+        "virtual_alias_domain_catchall_maps.cf",
+        include_str!("../conf/sqlite/virtual_alias_domain_catchall_maps.cf"),
+    ),
+    (
+        "virtual_mailbox_maps.cf",
+        include_str!("../conf/sqlite/virtual_mailbox_maps.cf"),
+    ),
+    (
+        "virtual_alias_domain_mailbox_maps.cf",
+        include_str!("../conf/sqlite/virtual_alias_domain_mailbox_maps.cf"),
+    ),
+    (
+        "relay_domains.cf",
+        include_str!("../conf/sqlite/relay_domains.cf"),
+    ),
+    (
+        "transport_maps.cf",
+        include_str!("../conf/sqlite/transport_maps.cf"),
+    ),
+    (
+        "sender_login_maps.cf",
+        include_str!("../conf/sqlite/sender_login_maps.cf"),
+    ),
 ];
 
 /// Where things are in a data directory.
@@ -31,8 +58,20 @@ pub struct Layout {
 
 impl Layout {
     pub fn new(data: &Path) -> Layout {
-        let data = if data.is_absolute() { data.to_path_buf() } else { std::env::current_dir().map(|c| c.join(data)).unwrap_or_else(|_| data.to_path_buf()) };
-        Layout { etc: data.join("etc"), db: data.join("db.sqlite"), spool: data.join("spool"), mail: data.join("mail"), data }
+        let data = if data.is_absolute() {
+            data.to_path_buf()
+        } else {
+            std::env::current_dir()
+                .map(|c| c.join(data))
+                .unwrap_or_else(|_| data.to_path_buf())
+        };
+        Layout {
+            etc: data.join("etc"),
+            db: data.join("db.sqlite"),
+            spool: data.join("spool"),
+            mail: data.join("mail"),
+            data,
+        }
     }
 
     pub fn database_url(&self) -> String {
@@ -58,12 +97,21 @@ impl Listen {
     /// DESIGN §4: 25/587 as root, 2525/2587 otherwise; the panel on 8080.
     pub fn default_for(address: &str, as_root: bool) -> Listen {
         let (smtp, submission) = ports(as_root);
-        Listen { address: address.to_string(), smtp, submission, panel: format!("{}:8080", bracket(address)) }
+        Listen {
+            address: address.to_string(),
+            smtp,
+            submission,
+            panel: format!("{}:8080", bracket(address)),
+        }
     }
 }
 
 fn bracket(addr: &str) -> String {
-    if addr.contains(':') && !addr.starts_with('[') { format!("[{addr}]") } else { addr.to_string() }
+    if addr.contains(':') && !addr.starts_with('[') {
+        format!("[{addr}]")
+    } else {
+        addr.to_string()
+    }
 }
 
 /// Writes the configuration on first run. Returns `true` when it created the directory.
@@ -71,11 +119,20 @@ pub fn init(layout: &Layout, listen: &Listen) -> io::Result<bool> {
     if layout.etc.join("main.cf").exists() {
         return Ok(false);
     }
-    for d in [&layout.data, &layout.etc, &layout.etc.join("sqlite"), &layout.spool, &layout.mail] {
+    for d in [
+        &layout.data,
+        &layout.etc,
+        &layout.etc.join("sqlite"),
+        &layout.spool,
+        &layout.mail,
+    ] {
         std::fs::create_dir_all(d)?;
     }
     for (name, text) in SQLITE_TABLES {
-        std::fs::write(layout.etc.join("sqlite").join(name), text.replace("@DBPATH@", &layout.db.display().to_string()))?;
+        std::fs::write(
+            layout.etc.join("sqlite").join(name),
+            text.replace("@DBPATH@", &layout.db.display().to_string()),
+        )?;
     }
     let t = |name: &str| format!("sqlite:{}", layout.etc.join("sqlite").join(name).display());
     let main_cf = format!(
@@ -142,10 +199,14 @@ mod tests {
         assert_eq!(cfg.get("virtual_transport"), "virtual");
         assert_eq!(cfg.master().len(), 7);
         assert_eq!(cfg.master()[0].name, "127.0.0.1:2525");
-        let table = std::fs::read_to_string(layout.etc.join("sqlite/virtual_mailbox_maps.cf")).expect("table");
+        let table = std::fs::read_to_string(layout.etc.join("sqlite/virtual_mailbox_maps.cf"))
+            .expect("table");
         assert!(table.contains(&format!("dbpath = {}", layout.db.display())));
         std::fs::write(layout.etc.join("main.cf"), "myhostname = kept.example\n").expect("edit");
         assert!(!init(&layout, &Listen::default_for("127.0.0.1", false)).expect("init"));
-        assert_eq!(std::fs::read_to_string(layout.etc.join("main.cf")).expect("read"), "myhostname = kept.example\n");
+        assert_eq!(
+            std::fs::read_to_string(layout.etc.join("main.cf")).expect("read"),
+            "myhostname = kept.example\n"
+        );
     }
 }

@@ -28,7 +28,12 @@ pub struct Cleanup {
 }
 
 impl Cleanup {
-    pub fn new(cfg: &Config, alias_maps: TableList, store: Arc<Store>, wakeup: Arc<Notify>) -> Cleanup {
+    pub fn new(
+        cfg: &Config,
+        alias_maps: TableList,
+        store: Arc<Store>,
+        wakeup: Arc<Notify>,
+    ) -> Cleanup {
         let limit = |name: &str| usize::try_from(cfg.get_int(name)).unwrap_or(1000).max(1);
         Cleanup {
             store,
@@ -38,7 +43,10 @@ impl Cleanup {
                 delimiter: cfg.get("recipient_delimiter"),
                 expansion_limit: limit("virtual_alias_expansion_limit"),
                 recursion_limit: limit("virtual_alias_recursion_limit"),
-                propagate_extensions: cfg.get_list("propagate_unmatched_extensions").iter().any(|c| c == "virtual"),
+                propagate_extensions: cfg
+                    .get_list("propagate_unmatched_extensions")
+                    .iter()
+                    .any(|c| c == "virtual"),
             },
             myorigin: cfg.get("myorigin"),
             hopcount_limit: limit("hopcount_limit"),
@@ -46,7 +54,11 @@ impl Cleanup {
     }
 
     fn qualify(&self, addr: &str) -> String {
-        if addr.is_empty() || addr.contains('@') { addr.to_string() } else { format!("{addr}@{}", self.myorigin) }
+        if addr.is_empty() || addr.contains('@') {
+            addr.to_string()
+        } else {
+            format!("{addr}@{}", self.myorigin)
+        }
     }
 
     /// Rewrites, writes and fsyncs the queue file; returns the queue id. Errors carry the reply.
@@ -66,28 +78,37 @@ impl Cleanup {
             }
         }
         let mut env = Envelope::new(sender, recipients, SystemTime::now());
-        env.attrs.push(("client_address".into(), session.client.ip().to_string()));
-        env.attrs.push(("client_name".into(), session.client_name.clone()));
+        env.attrs
+            .push(("client_address".into(), session.client.ip().to_string()));
+        env.attrs
+            .push(("client_name".into(), session.client_name.clone()));
         if let Some(helo) = &session.helo {
             env.attrs.push(("helo_name".into(), helo.clone()));
         }
-        env.attrs.push(("protocol_name".into(), session.protocol.to_string()));
+        env.attrs
+            .push(("protocol_name".into(), session.protocol.to_string()));
         if let Some(user) = &session.sasl_username {
             env.attrs.push(("sasl_username".into(), user.clone()));
         }
         let store = self.store.clone();
         let data = msg.data;
-        let written = tokio::task::spawn_blocking(move || store.enqueue(&env, &data).map(|id| (id, env)))
-            .await
-            .map_err(|e| {
-                tracing::error!("cleanup: queue writer task failed: {e}");
-                Status::new(451, "4.3.0", "Error: queue file write error")
-            })?;
+        let written =
+            tokio::task::spawn_blocking(move || store.enqueue(&env, &data).map(|id| (id, env)))
+                .await
+                .map_err(|e| {
+                    tracing::error!("cleanup: queue writer task failed: {e}");
+                    Status::new(451, "4.3.0", "Error: queue file write error")
+                })?;
         let (id, env) = written.map_err(|e| {
             tracing::error!("cleanup: {e}");
             Status::new(451, "4.3.0", "Error: queue file write error")
         })?;
-        tracing::info!("{}: from=<{}>, nrcpt={}", id.as_str(), env.sender, env.recipients.len());
+        tracing::info!(
+            "{}: from=<{}>, nrcpt={}",
+            id.as_str(),
+            env.sender,
+            env.recipients.len()
+        );
         self.wakeup.notify_one();
         Ok(id.as_str().to_string())
     }
@@ -114,7 +135,8 @@ mod tests {
 
     #[test]
     fn counts_received_headers_only_in_the_header() {
-        let msg = b"Received: a\r\nreceived: b\r\n\tcont\r\nSubject: x\r\n\r\nReceived: in body\r\n";
+        let msg =
+            b"Received: a\r\nreceived: b\r\n\tcont\r\nSubject: x\r\n\r\nReceived: in body\r\n";
         assert_eq!(count_received(msg), 2);
     }
 }

@@ -17,7 +17,11 @@ pub struct AliasSettings {
 }
 
 /// Expands one recipient into its final recipients (lower-cased, deduplicated, in order).
-pub async fn expand(maps: &TableList, rcpt: &str, s: &AliasSettings) -> Result<Vec<String>, Status> {
+pub async fn expand(
+    maps: &TableList,
+    rcpt: &str,
+    s: &AliasSettings,
+) -> Result<Vec<String>, Status> {
     let mut out: Vec<String> = Vec::new();
     if maps.is_empty() {
         out.push(rcpt.to_string());
@@ -28,24 +32,48 @@ pub async fn expand(maps: &TableList, rcpt: &str, s: &AliasSettings) -> Result<V
     let mut seen_lookups = 0usize;
     while let Some((addr, depth)) = stack.pop() {
         if depth > s.recursion_limit {
-            return Err(Status::new(451, "4.6.0", "Alias expansion error: recursion limit exceeded"));
+            return Err(Status::new(
+                451,
+                "4.6.0",
+                "Alias expansion error: recursion limit exceeded",
+            ));
         }
         seen_lookups += 1;
         if seen_lookups > s.expansion_limit.saturating_mul(4).max(64) {
-            return Err(Status::new(451, "4.6.0", "Alias expansion error: too many lookups"));
+            return Err(Status::new(
+                451,
+                "4.6.0",
+                "Alias expansion error: too many lookups",
+            ));
         }
-        let found = maps.find_addr(&addr, &s.delimiter, false).await.map_err(|e| {
-            tracing::warn!("virtual alias lookup for {addr}: {e}");
-            Status::new(451, "4.3.0", format!("<{addr}>: Temporary lookup failure"))
-        })?;
+        let found = maps
+            .find_addr(&addr, &s.delimiter, false)
+            .await
+            .map_err(|e| {
+                tracing::warn!("virtual alias lookup for {addr}: {e}");
+                Status::new(451, "4.3.0", format!("<{addr}>: Temporary lookup failure"))
+            })?;
         let Some(m) = found else {
             push_unique(&mut out, addr.to_lowercase());
             continue;
         };
-        let local = addr.rsplit_once('@').map_or(addr.as_str(), |(l, _)| l).to_string();
+        let local = addr
+            .rsplit_once('@')
+            .map_or(addr.as_str(), |(l, _)| l)
+            .to_string();
         let mut results: Vec<String> = Vec::new();
-        for (i, item) in m.value.split([',', ' ', '\t']).map(str::trim).filter(|s| !s.is_empty()).enumerate() {
-            let mut target = if i == 0 && item.starts_with('@') { format!("{local}{item}") } else { item.to_string() };
+        for (i, item) in m
+            .value
+            .split([',', ' ', '\t'])
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .enumerate()
+        {
+            let mut target = if i == 0 && item.starts_with('@') {
+                format!("{local}{item}")
+            } else {
+                item.to_string()
+            };
             if let (Some(ext), true) = (&m.unmatched_extension, s.propagate_extensions) {
                 if let Some((l, d)) = target.rsplit_once('@') {
                     if !l.contains(|c| s.delimiter.contains(c)) {
@@ -56,7 +84,11 @@ pub async fn expand(maps: &TableList, rcpt: &str, s: &AliasSettings) -> Result<V
             results.push(target);
         }
         if results.len() > s.expansion_limit {
-            return Err(Status::new(451, "4.6.0", "Alias expansion error: expansion limit exceeded"));
+            return Err(Status::new(
+                451,
+                "4.6.0",
+                "Alias expansion error: expansion limit exceeded",
+            ));
         }
         // Depth-first, keeping the table's order: push in reverse.
         for target in results.into_iter().rev() {
@@ -68,7 +100,11 @@ pub async fn expand(maps: &TableList, rcpt: &str, s: &AliasSettings) -> Result<V
             }
         }
         if out.len() > s.expansion_limit {
-            return Err(Status::new(451, "4.6.0", "Alias expansion error: expansion limit exceeded"));
+            return Err(Status::new(
+                451,
+                "4.6.0",
+                "Alias expansion error: expansion limit exceeded",
+            ));
         }
     }
     // Stack order pushes finals as they are reached; keep them as produced.
@@ -87,7 +123,12 @@ mod tests {
     use crate::maps::Maps;
 
     fn settings() -> AliasSettings {
-        AliasSettings { delimiter: "+".into(), expansion_limit: 1000, recursion_limit: 1000, propagate_extensions: true }
+        AliasSettings {
+            delimiter: "+".into(),
+            expansion_limit: 1000,
+            recursion_limit: 1000,
+            propagate_extensions: true,
+        }
     }
 
     async fn exp(table: &str, rcpt: &str) -> Result<Vec<String>, Status> {
@@ -102,17 +143,28 @@ mod tests {
         let t = "inline:{ a@d.org=a@d.org, {fwd@d.org=a@d.org,x@ext.net}, {list@d.org=fwd@d.org,b@d.org}, \
                  b@d.org=b@d.org, @d.org=a@d.org, @alias.org=@d.org }";
         assert_eq!(exp(t, "a@d.org").await.expect("ok"), ["a@d.org"]);
-        assert_eq!(exp(t, "fwd@d.org").await.expect("ok"), ["a@d.org", "x@ext.net"]);
-        assert_eq!(exp(t, "list@d.org").await.expect("ok"), ["a@d.org", "x@ext.net", "b@d.org"]);
+        assert_eq!(
+            exp(t, "fwd@d.org").await.expect("ok"),
+            ["a@d.org", "x@ext.net"]
+        );
+        assert_eq!(
+            exp(t, "list@d.org").await.expect("ok"),
+            ["a@d.org", "x@ext.net", "b@d.org"]
+        );
         assert_eq!(exp(t, "nobody@d.org").await.expect("ok"), ["a@d.org"]);
         assert_eq!(exp(t, "b@alias.org").await.expect("ok"), ["b@d.org"]);
         assert_eq!(exp(t, "a+tag@d.org").await.expect("ok"), ["a+tag@d.org"]);
-        assert_eq!(exp(t, "elsewhere@x.net").await.expect("ok"), ["elsewhere@x.net"]);
+        assert_eq!(
+            exp(t, "elsewhere@x.net").await.expect("ok"),
+            ["elsewhere@x.net"]
+        );
     }
 
     #[tokio::test]
     async fn loops_are_temporary_errors() {
-        let err = exp("inline:{ a@d=b@d, b@d=a@d }", "a@d").await.expect_err("loops");
+        let err = exp("inline:{ a@d=b@d, b@d=a@d }", "a@d")
+            .await
+            .expect_err("loops");
         assert_eq!((err.code, err.dsn.as_str()), (451, "4.6.0"));
     }
 }

@@ -16,7 +16,10 @@ pub fn config_dir(flag: Option<String>) -> PathBuf {
 
 /// A small getopt: `spec` lists option letters, a letter followed by `:` takes a value.
 /// Returns (options in order, operands). Stops at `--`.
-pub fn getopt(args: &[String], spec: &str) -> Result<(Vec<(char, Option<String>)>, Vec<String>), String> {
+pub fn getopt(
+    args: &[String],
+    spec: &str,
+) -> Result<(Vec<(char, Option<String>)>, Vec<String>), String> {
     let mut opts = Vec::new();
     let mut operands = Vec::new();
     let mut it = args.iter();
@@ -42,7 +45,9 @@ pub fn getopt(args: &[String], spec: &str) -> Result<(Vec<(char, Option<String>)
                 let val = if !rest.is_empty() {
                     rest
                 } else {
-                    it.next().cloned().ok_or_else(|| format!("option requires an argument -- '{c}'"))?
+                    it.next()
+                        .cloned()
+                        .ok_or_else(|| format!("option requires an argument -- '{c}'"))?
                 };
                 opts.push((c, Some(val)));
                 break;
@@ -64,8 +69,16 @@ mod tests {
 
     #[test]
     fn getopt_forms() {
-        let (o, rest) = getopt(&s(&["-nc", "/etc/x", "-q", "key", "sqlite:/y"]), "c:nq:").expect("parses");
-        assert_eq!(o, vec![('n', None), ('c', Some("/etc/x".into())), ('q', Some("key".into()))]);
+        let (o, rest) =
+            getopt(&s(&["-nc", "/etc/x", "-q", "key", "sqlite:/y"]), "c:nq:").expect("parses");
+        assert_eq!(
+            o,
+            vec![
+                ('n', None),
+                ('c', Some("/etc/x".into())),
+                ('q', Some("key".into()))
+            ]
+        );
         assert_eq!(rest, ["sqlite:/y"]);
         assert!(getopt(&s(&["-z"]), "c:").is_err());
         assert!(getopt(&s(&["-c"]), "c:").is_err());

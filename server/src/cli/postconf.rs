@@ -20,7 +20,8 @@ pub fn run(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> i32 {
 fn run_inner(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> Result<i32, String> {
     let (opts, names) = super::getopt(args, "c:dehnx")?;
     let mut dir = None;
-    let (mut defaults, mut edit, mut no_names, mut only_set, mut expand) = (false, false, false, false, false);
+    let (mut defaults, mut edit, mut no_names, mut only_set, mut expand) =
+        (false, false, false, false, false);
     for (c, v) in opts {
         match c {
             'c' => dir = v,
@@ -35,7 +36,8 @@ fn run_inner(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> Resul
     let dir = super::config_dir(dir);
     if edit {
         let path = dir.join("main.cf");
-        let mut text = std::fs::read_to_string(&path).map_err(|e| format!("open {}: {e}", path.display()))?;
+        let mut text =
+            std::fs::read_to_string(&path).map_err(|e| format!("open {}: {e}", path.display()))?;
         for nv in &names {
             let Some((n, v)) = nv.split_once('=') else {
                 return Err(format!("-e: expected name=value, found \"{nv}\""));
@@ -57,7 +59,13 @@ fn run_inner(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> Resul
         Some(cfg)
     };
     let print = |out: &mut dyn Write, name: &str, value: &str| {
-        let _ = if no_names { writeln!(out, "{value}") } else if value.is_empty() { writeln!(out, "{name} =") } else { writeln!(out, "{name} = {value}") };
+        let _ = if no_names {
+            writeln!(out, "{value}")
+        } else if value.is_empty() {
+            writeln!(out, "{name} =")
+        } else {
+            writeln!(out, "{name} = {value}")
+        };
     };
     let value_of = |name: &str| -> Option<String> {
         match &cfg {
@@ -70,7 +78,12 @@ fn run_inner(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> Resul
         let mut status = 0;
         for n in &names {
             match value_of(n) {
-                Some(v) if config::params::lookup(n).is_some() || cfg.as_ref().is_some_and(|c| c.is_set(n)) => print(out, n, &v),
+                Some(v)
+                    if config::params::lookup(n).is_some()
+                        || cfg.as_ref().is_some_and(|c| c.is_set(n)) =>
+                {
+                    print(out, n, &v)
+                }
                 _ => {
                     let _ = writeln!(err, "postconf: warning: {n}: unknown parameter");
                     status = 0;
@@ -106,27 +119,48 @@ mod tests {
         a.extend(args.iter().map(|s| s.to_string()));
         let (mut out, mut err) = (Vec::new(), Vec::new());
         let code = run(&a, &mut out, &mut err);
-        (code, String::from_utf8_lossy(&out).into_owned(), String::from_utf8_lossy(&err).into_owned())
+        (
+            code,
+            String::from_utf8_lossy(&out).into_owned(),
+            String::from_utf8_lossy(&err).into_owned(),
+        )
     }
 
     #[test]
     fn prints_edits_and_defaults() {
         let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::write(dir.path().join("main.cf"), "# mine\nmyhostname = mx.example.com\nbogus = 1\n").expect("write");
+        std::fs::write(
+            dir.path().join("main.cf"),
+            "# mine\nmyhostname = mx.example.com\nbogus = 1\n",
+        )
+        .expect("write");
         let (code, out, err) = run_in(dir.path(), &["-n"]);
         assert_eq!(code, 0);
         assert_eq!(out, "bogus = 1\nmyhostname = mx.example.com\n");
         assert!(err.contains("line 3") && err.contains("bogus"), "{err}");
 
         let (_, out, _) = run_in(dir.path(), &["mydomain", "smtpd_banner"]);
-        assert_eq!(out, "mydomain = example.com\nsmtpd_banner = $myhostname ESMTP $mail_name\n");
+        assert_eq!(
+            out,
+            "mydomain = example.com\nsmtpd_banner = $myhostname ESMTP $mail_name\n"
+        );
         let (_, out, _) = run_in(dir.path(), &["-xh", "smtpd_banner"]);
         assert_eq!(out, "mx.example.com ESMTP Postern\n");
 
-        let (code, _, _) = run_in(dir.path(), &["-e", "myhostname=mail.example.org", "message_size_limit = 5000"]);
+        let (code, _, _) = run_in(
+            dir.path(),
+            &[
+                "-e",
+                "myhostname=mail.example.org",
+                "message_size_limit = 5000",
+            ],
+        );
         assert_eq!(code, 0);
         let text = std::fs::read_to_string(dir.path().join("main.cf")).expect("read");
-        assert_eq!(text, "# mine\nmyhostname = mail.example.org\nbogus = 1\nmessage_size_limit = 5000\n");
+        assert_eq!(
+            text,
+            "# mine\nmyhostname = mail.example.org\nbogus = 1\nmessage_size_limit = 5000\n"
+        );
 
         let (_, out, _) = run_in(dir.path(), &["-d", "message_size_limit"]);
         assert_eq!(out, "message_size_limit = 10240000\n");
@@ -137,9 +171,16 @@ mod tests {
     #[test]
     fn bad_value_names_file_and_line() {
         let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::write(dir.path().join("main.cf"), "\n\nsmtpd_helo_required = sometimes\n").expect("write");
+        std::fs::write(
+            dir.path().join("main.cf"),
+            "\n\nsmtpd_helo_required = sometimes\n",
+        )
+        .expect("write");
         let (code, _, err) = run_in(dir.path(), &["-n"]);
         assert_eq!(code, 1);
-        assert!(err.contains("main.cf, line 3") && err.contains("smtpd_helo_required"), "{err}");
+        assert!(
+            err.contains("main.cf, line 3") && err.contains("smtpd_helo_required"),
+            "{err}"
+        );
     }
 }

@@ -10,7 +10,12 @@ use crate::maps::{MapError, Maps};
 /// Exit status for a lookup that failed (not "not found").
 pub const EXIT_LOOKUP_FAILED: i32 = 75;
 
-pub async fn run(args: &[String], input: &mut dyn BufRead, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
+pub async fn run(
+    args: &[String],
+    input: &mut dyn BufRead,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> i32 {
     let (opts, operands) = match super::getopt(args, "c:fq:") {
         Ok(v) => v,
         Err(e) => {
@@ -43,7 +48,10 @@ pub async fn run(args: &[String], input: &mut dyn BufRead, out: &mut dyn Write, 
     };
     let maps = Maps::new(&cfg);
     let Some(spec) = operands.first() else {
-        let _ = writeln!(err, "postmap: fatal: usage: postmap [-c dir] [-f] [-q key] type:name");
+        let _ = writeln!(
+            err,
+            "postmap: fatal: usage: postmap [-c dir] [-f] [-q key] type:name"
+        );
         return 1;
     };
     let table = match maps.open(spec) {
@@ -57,7 +65,13 @@ pub async fn run(args: &[String], input: &mut dyn BufRead, out: &mut dyn Write, 
         // Building: file tables are read from their source; opening it checked the syntax.
         return 0;
     };
-    let fold_key = |k: &str| if fold { k.to_lowercase() } else { k.to_string() };
+    let fold_key = |k: &str| {
+        if fold {
+            k.to_lowercase()
+        } else {
+            k.to_string()
+        }
+    };
     if key != "-" {
         return match table.lookup(&fold_key(&key)).await {
             Ok(Some(v)) => {
@@ -109,7 +123,11 @@ mod tests {
         let a: Vec<String> = args.iter().map(|s| s.to_string()).collect();
         let (mut out, mut err) = (Vec::new(), Vec::new());
         let code = run(&a, &mut stdin.as_bytes(), &mut out, &mut err).await;
-        (code, String::from_utf8_lossy(&out).into_owned(), String::from_utf8_lossy(&err).into_owned())
+        (
+            code,
+            String::from_utf8_lossy(&out).into_owned(),
+            String::from_utf8_lossy(&err).into_owned(),
+        )
     }
 
     #[tokio::test]
@@ -119,12 +137,32 @@ mod tests {
         std::fs::write(&table, "a@example.com b@example.com\n").expect("write");
         let spec = format!("texthash:{}", table.display());
         let c = dir.path().display().to_string();
-        assert_eq!(postmap(&["-c", &c, "-q", "A@Example.com", &spec], "").await, (0, "b@example.com\n".into(), String::new()));
-        assert_eq!(postmap(&["-c", &c, "-q", "x@example.com", &spec], "").await.0, 1);
-        let (code, out, _) = postmap(&["-c", &c, "-q", "-", &spec], "x@example.com\na@example.com\n").await;
+        assert_eq!(
+            postmap(&["-c", &c, "-q", "A@Example.com", &spec], "").await,
+            (0, "b@example.com\n".into(), String::new())
+        );
+        assert_eq!(
+            postmap(&["-c", &c, "-q", "x@example.com", &spec], "")
+                .await
+                .0,
+            1
+        );
+        let (code, out, _) = postmap(
+            &["-c", &c, "-q", "-", &spec],
+            "x@example.com\na@example.com\n",
+        )
+        .await;
         assert_eq!((code, out.as_str()), (0, "a@example.com\tb@example.com\n"));
         std::fs::write(&table, "a@example.com b\nbroken\n").expect("write");
-        let (code, _, err) = postmap(&["-c", &c, &format!("texthash:{}", dir.path().join("aliases").display())], "").await;
+        let (code, _, err) = postmap(
+            &[
+                "-c",
+                &c,
+                &format!("texthash:{}", dir.path().join("aliases").display()),
+            ],
+            "",
+        )
+        .await;
         // The table was already opened above in another Maps; a fresh process sees the new file.
         assert!(code == 1 && err.contains("line 2"), "{code} {err}");
     }

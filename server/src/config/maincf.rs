@@ -49,13 +49,30 @@ pub fn parse(text: &str) -> Result<Vec<Entry>, SyntaxError> {
             }
         }
         let Some((name, value)) = trimmed.split_once('=') else {
-            return Err(SyntaxError { line: line_no, message: format!("missing '=' after parameter name: \"{}\"", trimmed.trim_end()) });
+            return Err(SyntaxError {
+                line: line_no,
+                message: format!(
+                    "missing '=' after parameter name: \"{}\"",
+                    trimmed.trim_end()
+                ),
+            });
         };
         let name = name.trim();
-        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.') {
-            return Err(SyntaxError { line: line_no, message: format!("bad parameter name: \"{name}\"") });
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.')
+        {
+            return Err(SyntaxError {
+                line: line_no,
+                message: format!("bad parameter name: \"{name}\""),
+            });
         }
-        out.push(Entry { name: name.to_string(), value: value.trim().to_string(), line: line_no });
+        out.push(Entry {
+            name: name.to_string(),
+            value: value.trim().to_string(),
+            line: line_no,
+        });
     }
     Ok(out)
 }
@@ -101,14 +118,21 @@ fn expand_depth(value: &str, lookup: &dyn Fn(&str) -> Option<String>, depth: usi
             i += 1 + end + 1;
             continue;
         }
-        let name_len = rest.bytes().take_while(|b| b.is_ascii_alphanumeric() || *b == b'_').count();
+        let name_len = rest
+            .bytes()
+            .take_while(|b| b.is_ascii_alphanumeric() || *b == b'_')
+            .count();
         if name_len == 0 {
             out.push('$');
             i += 1;
             continue;
         }
         let name = &rest[..name_len];
-        out.push_str(&expand_depth(&lookup(name).unwrap_or_default(), lookup, depth + 1));
+        out.push_str(&expand_depth(
+            &lookup(name).unwrap_or_default(),
+            lookup,
+            depth + 1,
+        ));
         i += 1 + name_len;
     }
     out
@@ -132,14 +156,20 @@ fn matching(s: &str, open: char, close: char) -> Option<usize> {
 
 /// `name`, `name?text`, `name:text`, `name?{a}:{b}`.
 fn expand_braced(inner: &str, lookup: &dyn Fn(&str) -> Option<String>, depth: usize) -> String {
-    let name_len = inner.bytes().take_while(|b| b.is_ascii_alphanumeric() || *b == b'_').count();
+    let name_len = inner
+        .bytes()
+        .take_while(|b| b.is_ascii_alphanumeric() || *b == b'_')
+        .count();
     let name = &inner[..name_len];
     let rest = &inner[name_len..];
     let val = expand_depth(&lookup(name).unwrap_or_default(), lookup, depth + 1);
     let set = !val.is_empty();
     let strip = |t: &str| -> String {
         let t = t.trim();
-        let t = t.strip_prefix('{').and_then(|t| t.strip_suffix('}')).unwrap_or(t);
+        let t = t
+            .strip_prefix('{')
+            .and_then(|t| t.strip_suffix('}'))
+            .unwrap_or(t);
         expand_depth(t, lookup, depth + 1)
     };
     if rest.is_empty() {
@@ -198,7 +228,10 @@ pub fn split_list(value: &str) -> Vec<String> {
 
 /// Turns a parsed file into a name → value map (later assignments win).
 pub fn to_map(entries: &[Entry]) -> BTreeMap<String, String> {
-    entries.iter().map(|e| (e.name.clone(), e.value.clone())).collect()
+    entries
+        .iter()
+        .map(|e| (e.name.clone(), e.value.clone()))
+        .collect()
 }
 
 /// `postconf -e name=value`: replaces the assignment of `name` (with its continuation lines)
@@ -295,14 +328,20 @@ mod tests {
     #[test]
     fn list_split_keeps_braces() {
         assert_eq!(split_list("a, b  c,,d"), ["a", "b", "c", "d"]);
-        assert_eq!(split_list("inline:{a=b, c=d}, static:x"), ["inline:{a=b, c=d}", "static:x"]);
+        assert_eq!(
+            split_list("inline:{a=b, c=d}, static:x"),
+            ["inline:{a=b, c=d}", "static:x"]
+        );
         assert!(split_list(" , ").is_empty());
     }
 
     #[test]
     fn edit_replaces_or_appends() {
         let text = "# head\nmyhostname = a\n  continued\nother = 1\n";
-        assert_eq!(edit(text, "myhostname", "b"), "# head\nmyhostname = b\nother = 1\n");
+        assert_eq!(
+            edit(text, "myhostname", "b"),
+            "# head\nmyhostname = b\nother = 1\n"
+        );
         assert_eq!(edit(text, "new", "v"), format!("{text}new = v\n"));
     }
 }

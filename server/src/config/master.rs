@@ -44,27 +44,50 @@ pub fn parse(text: &str) -> Result<Vec<Service>, MasterError> {
                     prev.push(' ');
                     prev.push_str(trimmed);
                 }
-                None => return Err(MasterError { line: idx + 1, message: "continuation line without a service line".into() }),
+                None => {
+                    return Err(MasterError {
+                        line: idx + 1,
+                        message: "continuation line without a service line".into(),
+                    });
+                }
             }
         } else {
             logical.push((idx + 1, trimmed.to_string()));
         }
     }
-    logical.into_iter().map(|(line, text)| parse_service(line, &text)).collect()
+    logical
+        .into_iter()
+        .map(|(line, text)| parse_service(line, &text))
+        .collect()
 }
 
 fn parse_service(line: usize, text: &str) -> Result<Service, MasterError> {
     let words = tokenize(text);
     if words.len() < 8 {
-        return Err(MasterError { line, message: format!("expected at least 8 fields, found {}: \"{text}\"", words.len()) });
+        return Err(MasterError {
+            line,
+            message: format!(
+                "expected at least 8 fields, found {}: \"{text}\"",
+                words.len()
+            ),
+        });
     }
     let kind = words[1].clone();
-    if !matches!(kind.as_str(), "inet" | "unix" | "unix-dgram" | "fifo" | "pass") {
-        return Err(MasterError { line, message: format!("unknown service type \"{kind}\"") });
+    if !matches!(
+        kind.as_str(),
+        "inet" | "unix" | "unix-dgram" | "fifo" | "pass"
+    ) {
+        return Err(MasterError {
+            line,
+            message: format!("unknown service type \"{kind}\""),
+        });
     }
     let maxproc = match words[6].as_str() {
         "-" => None,
-        n => Some(n.parse::<u32>().map_err(|_| MasterError { line, message: format!("bad maxproc \"{n}\"") })?),
+        n => Some(n.parse::<u32>().map_err(|_| MasterError {
+            line,
+            message: format!("bad maxproc \"{n}\""),
+        })?),
     };
     let mut overrides = Vec::new();
     let mut args = Vec::new();
@@ -72,11 +95,20 @@ fn parse_service(line: usize, text: &str) -> Result<Service, MasterError> {
     while let Some(w) = rest.next() {
         if w == "-o" {
             let Some(kv) = rest.next() else {
-                return Err(MasterError { line, message: "-o without name=value".into() });
+                return Err(MasterError {
+                    line,
+                    message: "-o without name=value".into(),
+                });
             };
-            let kv = kv.strip_prefix('{').and_then(|s| s.strip_suffix('}')).unwrap_or(kv);
+            let kv = kv
+                .strip_prefix('{')
+                .and_then(|s| s.strip_suffix('}'))
+                .unwrap_or(kv);
             let Some((k, v)) = kv.split_once('=') else {
-                return Err(MasterError { line, message: format!("-o {kv}: expected name=value") });
+                return Err(MasterError {
+                    line,
+                    message: format!("-o {kv}: expected name=value"),
+                });
             };
             overrides.push((k.trim().to_string(), v.trim().to_string()));
         } else if let Some(kv) = w.strip_prefix("-o").filter(|s| !s.is_empty()) {
@@ -87,7 +119,15 @@ fn parse_service(line: usize, text: &str) -> Result<Service, MasterError> {
             args.push(w.clone());
         }
     }
-    Ok(Service { name: words[0].clone(), kind, maxproc, command: words[7].clone(), overrides, args, line })
+    Ok(Service {
+        name: words[0].clone(),
+        kind,
+        maxproc,
+        command: words[7].clone(),
+        overrides,
+        args,
+        line,
+    })
 }
 
 /// Splits on white space, keeping `{ … }` groups (with their spaces) as one word.
@@ -138,7 +178,10 @@ vacation  unix  -       n       n       -       -       pipe
 ";
         let s = parse(text).expect("parses");
         assert_eq!(s.len(), 5);
-        assert_eq!(s[1].overrides[0], ("syslog_name".into(), "postfix/submission".into()));
+        assert_eq!(
+            s[1].overrides[0],
+            ("syslog_name".into(), "postfix/submission".into())
+        );
         assert_eq!(s[1].overrides[1].1, "permit_sasl_authenticated, reject");
         assert_eq!(s[2].name, "127.0.0.1:2525");
         assert_eq!(s[2].maxproc, Some(10));

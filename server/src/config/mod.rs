@@ -18,13 +18,28 @@ pub use params::{Kind, PARAMS, Param};
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}: {source}")]
-    Syntax { path: PathBuf, source: maincf::SyntaxError },
+    Syntax {
+        path: PathBuf,
+        source: maincf::SyntaxError,
+    },
     #[error("{path}: {source}")]
-    Master { path: PathBuf, source: master::MasterError },
+    Master {
+        path: PathBuf,
+        source: master::MasterError,
+    },
     #[error("{path}, line {line}: bad value for {name} = {value}: {why}")]
-    Value { path: PathBuf, line: usize, name: String, value: String, why: String },
+    Value {
+        path: PathBuf,
+        line: usize,
+        name: String,
+        value: String,
+        why: String,
+    },
 }
 
 /// A warning found while loading (unknown parameter names), with file and line.
@@ -52,32 +67,64 @@ impl Config {
     /// Loads `DIR/main.cf` and `DIR/master.cf` (a missing master.cf means no services).
     pub fn load(dir: &Path) -> Result<(Config, Vec<Warning>), ConfigError> {
         let main_path = dir.join("main.cf");
-        let main_text = std::fs::read_to_string(&main_path).map_err(|source| ConfigError::Io { path: main_path.clone(), source })?;
+        let main_text = std::fs::read_to_string(&main_path).map_err(|source| ConfigError::Io {
+            path: main_path.clone(),
+            source,
+        })?;
         let master_path = dir.join("master.cf");
         let master_text = match std::fs::read_to_string(&master_path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-            Err(source) => return Err(ConfigError::Io { path: master_path, source }),
+            Err(source) => {
+                return Err(ConfigError::Io {
+                    path: master_path,
+                    source,
+                });
+            }
         };
         Config::from_text(dir, &main_text, &master_text)
     }
 
     /// Builds a configuration from file texts (`dir` is used for messages and relative paths).
-    pub fn from_text(dir: &Path, main_text: &str, master_text: &str) -> Result<(Config, Vec<Warning>), ConfigError> {
+    pub fn from_text(
+        dir: &Path,
+        main_text: &str,
+        master_text: &str,
+    ) -> Result<(Config, Vec<Warning>), ConfigError> {
         let main_path = dir.join("main.cf");
-        let entries = maincf::parse(main_text).map_err(|source| ConfigError::Syntax { path: main_path.clone(), source })?;
-        let master = master::parse(master_text).map_err(|source| ConfigError::Master { path: dir.join("master.cf"), source })?;
+        let entries = maincf::parse(main_text).map_err(|source| ConfigError::Syntax {
+            path: main_path.clone(),
+            source,
+        })?;
+        let master = master::parse(master_text).map_err(|source| ConfigError::Master {
+            path: dir.join("master.cf"),
+            source,
+        })?;
         let mut warnings = Vec::new();
         let mut set = BTreeMap::new();
         let mut lines = BTreeMap::new();
         for e in &entries {
             if params::lookup(&e.name).is_none() && !is_service_param(&e.name, &master) {
-                warnings.push(Warning(format!("{}, line {}: unused parameter: {}={}", main_path.display(), e.line, e.name, e.value)));
+                warnings.push(Warning(format!(
+                    "{}, line {}: unused parameter: {}={}",
+                    main_path.display(),
+                    e.line,
+                    e.name,
+                    e.value
+                )));
             }
             set.insert(e.name.clone(), e.value.clone());
             lines.insert(e.name.clone(), e.line);
         }
-        let cfg = Config { inner: Arc::new(Inner { dir: dir.to_path_buf(), set, lines, master, hostname: system_hostname() }) };
+        let cfg = Config {
+            inner: Arc::new(Inner {
+                dir: dir.to_path_buf(),
+                set,
+                lines,
+                master,
+                hostname: system_hostname(),
+            }),
+        };
         cfg.validate(&main_path)?;
         for svc in cfg.master() {
             cfg.for_service(svc).validate(&dir.join("master.cf"))?;
@@ -87,11 +134,19 @@ impl Config {
 
     fn validate(&self, path: &Path) -> Result<(), ConfigError> {
         for (name, _) in self.inner.set.iter() {
-            let Some(param) = params::lookup(name) else { continue };
+            let Some(param) = params::lookup(name) else {
+                continue;
+            };
             let value = self.get(name);
             if let Err(why) = check_value(param.kind, &value) {
                 let line = self.inner.lines.get(name).copied().unwrap_or(0);
-                return Err(ConfigError::Value { path: path.to_path_buf(), line, name: name.clone(), value, why });
+                return Err(ConfigError::Value {
+                    path: path.to_path_buf(),
+                    line,
+                    name: name.clone(),
+                    value,
+                    why,
+                });
             }
         }
         Ok(())
@@ -186,7 +241,11 @@ impl Config {
     /// A path parameter resolved against the config directory when relative.
     pub fn get_path(&self, name: &str) -> PathBuf {
         let v = PathBuf::from(self.get(name));
-        if v.is_relative() { self.inner.dir.join(v) } else { v }
+        if v.is_relative() {
+            self.inner.dir.join(v)
+        } else {
+            v
+        }
     }
 }
 
@@ -194,23 +253,39 @@ impl Config {
 fn is_service_param(name: &str, master: &[Service]) -> bool {
     // `<service>_destination_concurrency_limit` etc. for any master.cf service (postconf(5)).
     for svc in master {
-        if let Some(rest) = name.strip_prefix(svc.name.as_str()).and_then(|r| r.strip_prefix('_')) {
-            if params::lookup(&format!("default_{rest}")).is_some() || params::lookup(&format!("lmtp_{rest}")).is_some() {
+        if let Some(rest) = name
+            .strip_prefix(svc.name.as_str())
+            .and_then(|r| r.strip_prefix('_'))
+        {
+            if params::lookup(&format!("default_{rest}")).is_some()
+                || params::lookup(&format!("lmtp_{rest}")).is_some()
+            {
                 return true;
             }
         }
     }
     let needle1 = format!("${name}");
     let needle2 = format!("${{{name}}}");
-    master.iter().flat_map(|s| s.overrides.iter()).any(|(_, v)| v.contains(&needle1) || v.contains(&needle2))
+    master
+        .iter()
+        .flat_map(|s| s.overrides.iter())
+        .any(|(_, v)| v.contains(&needle1) || v.contains(&needle2))
 }
 
 fn check_value(kind: Kind, value: &str) -> Result<(), String> {
     match kind {
         Kind::Str | Kind::List => Ok(()),
-        Kind::Bool => parse_bool(value).map(|_| ()).ok_or_else(|| "expected yes or no".into()),
-        Kind::Int => value.trim().parse::<i64>().map(|_| ()).map_err(|_| "expected a whole number".into()),
-        Kind::Time(u) => parse_time(value, u).map(|_| ()).ok_or_else(|| "expected a time such as 300s, 5m, 1h, 5d".into()),
+        Kind::Bool => parse_bool(value)
+            .map(|_| ())
+            .ok_or_else(|| "expected yes or no".into()),
+        Kind::Int => value
+            .trim()
+            .parse::<i64>()
+            .map(|_| ())
+            .map_err(|_| "expected a whole number".into()),
+        Kind::Time(u) => parse_time(value, u)
+            .map(|_| ())
+            .ok_or_else(|| "expected a time such as 300s, 5m, 1h, 5d".into()),
     }
 }
 
@@ -249,8 +324,14 @@ fn default_mydomain(hostname: &str) -> String {
 }
 
 fn system_hostname() -> String {
-    let name = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_string()).unwrap_or_default();
-    if name.is_empty() { "localhost".to_string() } else { name }
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default();
+    if name.is_empty() {
+        "localhost".to_string()
+    } else {
+        name
+    }
 }
 
 #[cfg(test)]
@@ -258,21 +339,36 @@ mod tests {
     use super::*;
 
     fn cfg(main: &str) -> Config {
-        Config::from_text(Path::new("/etc/postern"), main, "").expect("valid").0
+        Config::from_text(Path::new("/etc/postern"), main, "")
+            .expect("valid")
+            .0
     }
 
     #[test]
     fn defaults_and_expansion() {
         let c = cfg("myhostname = mx.example.com\n");
         assert_eq!(c.get("mydomain"), "example.com");
-        assert_eq!(c.get("mydestination"), "mx.example.com, localhost.example.com, localhost");
+        assert_eq!(
+            c.get("mydestination"),
+            "mx.example.com, localhost.example.com, localhost"
+        );
         assert_eq!(c.get("smtpd_banner"), "mx.example.com ESMTP Postern");
         assert_eq!(c.get_int("message_size_limit"), 10_240_000);
-        assert_eq!(c.get_time("maximal_queue_lifetime"), Duration::from_secs(5 * 86400));
+        assert_eq!(
+            c.get_time("maximal_queue_lifetime"),
+            Duration::from_secs(5 * 86400)
+        );
         assert_eq!(c.get_time("minimal_backoff_time"), Duration::from_secs(300));
         assert_eq!(c.get_int("lmtp_destination_recipient_limit"), 50);
         assert!(!c.get_bool("disable_vrfy_command"));
-        assert_eq!(c.get_list("smtpd_relay_restrictions"), ["permit_mynetworks", "permit_sasl_authenticated", "defer_unauth_destination"]);
+        assert_eq!(
+            c.get_list("smtpd_relay_restrictions"),
+            [
+                "permit_mynetworks",
+                "permit_sasl_authenticated",
+                "defer_unauth_destination"
+            ]
+        );
     }
 
     #[test]
@@ -283,17 +379,23 @@ mod tests {
 
     #[test]
     fn unknown_parameter_is_a_warning_with_line() {
-        let (_, w) = Config::from_text(Path::new("/d"), "a = 1\nbogus_param = 2\n", "").expect("loads");
+        let (_, w) =
+            Config::from_text(Path::new("/d"), "a = 1\nbogus_param = 2\n", "").expect("loads");
         assert_eq!(w.len(), 2);
         assert!(w[1].0.contains("line 2"), "{:?}", w);
     }
 
     #[test]
     fn bad_value_is_an_error_with_line() {
-        let err = Config::from_text(Path::new("/d"), "\nmessage_size_limit = lots\n", "").expect_err("must fail");
+        let err = Config::from_text(Path::new("/d"), "\nmessage_size_limit = lots\n", "")
+            .expect_err("must fail");
         let msg = err.to_string();
-        assert!(msg.contains("line 2") && msg.contains("message_size_limit"), "{msg}");
-        let err = Config::from_text(Path::new("/d"), "disable_vrfy_command = maybe\n", "").expect_err("must fail");
+        assert!(
+            msg.contains("line 2") && msg.contains("message_size_limit"),
+            "{msg}"
+        );
+        let err = Config::from_text(Path::new("/d"), "disable_vrfy_command = maybe\n", "")
+            .expect_err("must fail");
         assert!(err.to_string().contains("yes or no"));
     }
 
@@ -308,7 +410,10 @@ mod tests {
         assert!(w.is_empty(), "mua_checks is used by master.cf: {w:?}");
         let s = c.for_service(&c.master()[0]);
         assert_eq!(s.get("syslog_name"), "postfix/submission");
-        assert_eq!(s.get_list("smtpd_recipient_restrictions"), ["permit_sasl_authenticated", "reject"]);
+        assert_eq!(
+            s.get_list("smtpd_recipient_restrictions"),
+            ["permit_sasl_authenticated", "reject"]
+        );
         assert_eq!(c.get("syslog_name"), "postfix");
     }
 

@@ -308,7 +308,14 @@ impl Timeouts {
         let connect = time_param(cfg, &format!("{pre}_connect_timeout"), connect_default);
         Timeouts {
             connect: (!connect.is_zero()).then_some(connect),
-            helo: time_param(cfg, &format!("{pre}_{}_timeout", if pre == "lmtp" { "lhlo" } else { "helo" }), 300),
+            helo: time_param(
+                cfg,
+                &format!(
+                    "{pre}_{}_timeout",
+                    if pre == "lmtp" { "lhlo" } else { "helo" }
+                ),
+                300,
+            ),
             mail: time_param(cfg, &format!("{pre}_mail_timeout"), 300),
             rcpt: time_param(cfg, &format!("{pre}_rcpt_timeout"), 300),
             data_init: time_param(cfg, &format!("{pre}_data_init_timeout"), 120),

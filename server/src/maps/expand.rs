@@ -23,7 +23,9 @@ impl Template {
                 }
             }
         }
-        Ok(Template { text: text.to_string() })
+        Ok(Template {
+            text: text.to_string(),
+        })
     }
 
     pub fn as_str(&self) -> &str {
@@ -49,7 +51,12 @@ fn split(key: &str) -> (Option<&str>, Option<&str>) {
     }
 }
 
-fn expand(text: &str, primary: &str, key: Option<&str>, escape: &dyn Fn(&str) -> String) -> Option<String> {
+fn expand(
+    text: &str,
+    primary: &str,
+    key: Option<&str>,
+    escape: &dyn Fn(&str) -> String,
+) -> Option<String> {
     let key = key.unwrap_or(primary);
     let (p_local, p_domain) = split(primary);
     let (k_local, k_domain) = split(key);
@@ -66,7 +73,11 @@ fn expand(text: &str, primary: &str, key: Option<&str>, escape: &dyn Fn(&str) ->
             's' => out.push_str(&escape(primary)),
             'S' => out.push_str(&escape(key)),
             'u' | 'U' => {
-                let (whole, local) = if t == 'u' { (primary, p_local) } else { (key, k_local) };
+                let (whole, local) = if t == 'u' {
+                    (primary, p_local)
+                } else {
+                    (key, k_local)
+                };
                 match local {
                     Some("") => return None,
                     Some(l) => out.push_str(&escape(l)),
@@ -122,7 +133,11 @@ mod tests {
         ];
         for (tpl, key, want) in cases {
             let t = Template::parse(tpl).expect("valid template");
-            assert_eq!(t.expand(key, &q).as_deref(), *want, "template {tpl:?} key {key:?}");
+            assert_eq!(
+                t.expand(key, &q).as_deref(),
+                *want,
+                "template {tpl:?} key {key:?}"
+            );
         }
     }
 
@@ -135,6 +150,9 @@ mod tests {
     #[test]
     fn result_format_uses_value_and_key() {
         let t = Template::parse("%u@%D via %s").expect("valid");
-        assert_eq!(t.format_result("box@target.org", "a@alias.org").as_deref(), Some("box@alias.org via box@target.org"));
+        assert_eq!(
+            t.format_result("box@target.org", "a@alias.org").as_deref(),
+            Some("box@alias.org via box@target.org")
+        );
     }
 }

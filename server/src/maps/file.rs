@@ -20,8 +20,11 @@ impl FixedTable {
 
     /// Reads a postmap source file. Errors name the file and line.
     pub fn load(spec: &str, path: &Path) -> Result<FixedTable, MapError> {
-        let text = std::fs::read_to_string(path).map_err(|e| MapError::config(spec, format!("{}: {e}", path.display())))?;
-        FixedTable::parse(&text).map_err(|(line, msg)| MapError::config(spec, format!("{}, line {line}: {msg}", path.display())))
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| MapError::config(spec, format!("{}: {e}", path.display())))?;
+        FixedTable::parse(&text).map_err(|(line, msg)| {
+            MapError::config(spec, format!("{}, line {line}: {msg}", path.display()))
+        })
     }
 
     /// Parses postmap source text; `Err((line, message))`.
@@ -36,7 +39,10 @@ impl FixedTable {
             }
             if line.starts_with([' ', '\t']) {
                 let Some(k) = &last else {
-                    return Err((idx + 1, "continuation line without a preceding entry".into()));
+                    return Err((
+                        idx + 1,
+                        "continuation line without a preceding entry".into(),
+                    ));
                 };
                 if let Some(v) = entries.get_mut(k) {
                     v.push(' ');
@@ -49,11 +55,16 @@ impl FixedTable {
                 None => (trimmed, ""),
             };
             if value.is_empty() {
-                return Err((idx + 1, format!("expected format: key whitespace value, found \"{trimmed}\"")));
+                return Err((
+                    idx + 1,
+                    format!("expected format: key whitespace value, found \"{trimmed}\""),
+                ));
             }
             let key = key.to_lowercase();
             // postmap: a duplicate key keeps the first value (with a warning).
-            entries.entry(key.clone()).or_insert_with(|| value.to_string());
+            entries
+                .entry(key.clone())
+                .or_insert_with(|| value.to_string());
             last = Some(key);
         }
         Ok(FixedTable { entries })
@@ -68,9 +79,17 @@ impl FixedTable {
             .ok_or_else(|| MapError::config(spec, "inline table must be enclosed in { }"))?;
         let mut entries = HashMap::new();
         for item in crate::config::maincf::split_list(inner) {
-            let item = item.strip_prefix('{').and_then(|i| i.strip_suffix('}')).unwrap_or(&item).trim().to_string();
+            let item = item
+                .strip_prefix('{')
+                .and_then(|i| i.strip_suffix('}'))
+                .unwrap_or(&item)
+                .trim()
+                .to_string();
             let Some((k, v)) = item.split_once('=') else {
-                return Err(MapError::config(spec, format!("expected key=value, found \"{item}\"")));
+                return Err(MapError::config(
+                    spec,
+                    format!("expected key=value, found \"{item}\""),
+                ));
             };
             entries.insert(k.trim().to_lowercase(), v.trim().to_string());
         }
@@ -86,10 +105,15 @@ mod tests {
 
     #[test]
     fn parses_postmap_source() {
-        let t = FixedTable::parse("# c\nUser@Example.com  a@x, b@y\nexample.org OK\n  continued\n").expect("parses");
+        let t = FixedTable::parse("# c\nUser@Example.com  a@x, b@y\nexample.org OK\n  continued\n")
+            .expect("parses");
         assert_eq!(t.get("user@example.com"), Some("a@x, b@y"));
         assert_eq!(t.get("example.org"), Some("OK continued"));
-        assert_eq!(t.get("User@Example.com"), None, "keys are stored lower-cased");
+        assert_eq!(
+            t.get("User@Example.com"),
+            None,
+            "keys are stored lower-cased"
+        );
     }
 
     #[test]
@@ -100,7 +124,8 @@ mod tests {
 
     #[test]
     fn inline_tables() {
-        let t = FixedTable::parse_inline("inline:{…}", "{ a@x=b@y, {c = text, with commas} }").expect("parses");
+        let t = FixedTable::parse_inline("inline:{…}", "{ a@x=b@y, {c = text, with commas} }")
+            .expect("parses");
         assert_eq!(t.get("a@x"), Some("b@y"));
         assert_eq!(t.get("c"), Some("text, with commas"));
         assert!(FixedTable::parse_inline("inline:x", "a=b").is_err());

@@ -28,10 +28,16 @@ pub enum MapError {
 
 impl MapError {
     pub fn retry(spec: &str, reason: impl Into<String>) -> Self {
-        MapError::Retry { spec: spec.to_string(), reason: reason.into() }
+        MapError::Retry {
+            spec: spec.to_string(),
+            reason: reason.into(),
+        }
     }
     pub fn config(spec: &str, reason: impl Into<String>) -> Self {
-        MapError::Config { spec: spec.to_string(), reason: reason.into() }
+        MapError::Config {
+            spec: spec.to_string(),
+            reason: reason.into(),
+        }
     }
 }
 
@@ -43,11 +49,15 @@ pub struct DomainFilter {
 
 impl DomainFilter {
     pub fn new(domains: Vec<String>) -> Self {
-        DomainFilter { domains: domains.into_iter().map(|d| d.to_lowercase()).collect() }
+        DomainFilter {
+            domains: domains.into_iter().map(|d| d.to_lowercase()).collect(),
+        }
     }
     pub fn allows(&self, key: &str) -> bool {
         match key.rsplit_once('@') {
-            Some((local, domain)) if !local.is_empty() => self.domains.iter().any(|d| d.eq_ignore_ascii_case(domain)),
+            Some((local, domain)) if !local.is_empty() => {
+                self.domains.iter().any(|d| d.eq_ignore_ascii_case(domain))
+            }
             _ => false,
         }
     }
@@ -123,7 +133,11 @@ pub struct Maps {
 
 impl Maps {
     pub fn new(cfg: &Config) -> Maps {
-        Maps { opened: Mutex::new(HashMap::new()), config_dir: cfg.dir().to_path_buf(), cache_ttl: cfg.get_time("postern_map_cache_ttl") }
+        Maps {
+            opened: Mutex::new(HashMap::new()),
+            config_dir: cfg.dir().to_path_buf(),
+            cache_ttl: cfg.get_time("postern_map_cache_ttl"),
+        }
     }
 
     /// Opens `type:name` (a `proxy:` prefix is accepted and ignored: pooling is always on).
@@ -140,21 +154,45 @@ impl Maps {
         };
         let path = || {
             let p = Path::new(name);
-            if p.is_relative() { self.config_dir.join(p) } else { p.to_path_buf() }
+            if p.is_relative() {
+                self.config_dir.join(p)
+            } else {
+                p.to_path_buf()
+            }
         };
         let (kind, cached) = match typ {
-            "texthash" | "hash" | "lmdb" | "btree" | "cdb" | "dbm" => (Kind::Fixed(file::FixedTable::load(inner, &path())?), false),
-            "inline" => (Kind::Fixed(file::FixedTable::parse_inline(inner, name)?), false),
+            "texthash" | "hash" | "lmdb" | "btree" | "cdb" | "dbm" => {
+                (Kind::Fixed(file::FixedTable::load(inner, &path())?), false)
+            }
+            "inline" => (
+                Kind::Fixed(file::FixedTable::parse_inline(inner, name)?),
+                false,
+            ),
             "static" => {
                 let v = name.trim();
-                let v = v.strip_prefix('{').and_then(|v| v.strip_suffix('}')).map_or(v, str::trim);
+                let v = v
+                    .strip_prefix('{')
+                    .and_then(|v| v.strip_suffix('}'))
+                    .map_or(v, str::trim);
                 (Kind::Static(v.to_string()), false)
             }
             "sqlite" => (Kind::Sqlite(sql::SqliteTable::open(inner, &path())?), true),
-            other => return Err(MapError::config(spec, format!("unsupported dictionary type: {other}"))),
+            other => {
+                return Err(MapError::config(
+                    spec,
+                    format!("unsupported dictionary type: {other}"),
+                ));
+            }
         };
-        let cache = (cached && !self.cache_ttl.is_zero()).then(|| Cache { ttl: self.cache_ttl, entries: Mutex::new(HashMap::new()) });
-        let table = Arc::new(Table { spec: inner.to_string(), kind, cache });
+        let cache = (cached && !self.cache_ttl.is_zero()).then(|| Cache {
+            ttl: self.cache_ttl,
+            entries: Mutex::new(HashMap::new()),
+        });
+        let table = Arc::new(Table {
+            spec: inner.to_string(),
+            kind,
+            cache,
+        });
         if let Ok(mut opened) = self.opened.lock() {
             opened.insert(inner.to_string(), table.clone());
         }
@@ -176,7 +214,9 @@ impl Maps {
 /// `type:name` (and not an IPv6 address or a `[host]:port`).
 pub fn is_table_spec(item: &str) -> bool {
     match item.split_once(':') {
-        Some((typ, _)) => !typ.is_empty() && typ.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+        Some((typ, _)) => {
+            !typ.is_empty() && typ.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        }
         None => false,
     }
 }
@@ -219,10 +259,19 @@ impl TableList {
 
     /// mail_addr_find(): `user+ext@dom`, `user@dom`, (`user+ext`, `user` when `local`),
     /// `@dom` — each key tried against every table before the next key. Keys are lower-cased.
-    pub async fn find_addr(&self, addr: &str, delimiter: &str, local: bool) -> Result<Option<AddrMatch>, MapError> {
+    pub async fn find_addr(
+        &self,
+        addr: &str,
+        delimiter: &str,
+        local: bool,
+    ) -> Result<Option<AddrMatch>, MapError> {
         for (key, ext, catchall) in addr_keys(addr, delimiter, local) {
             if let Some(value) = self.lookup(&key).await? {
-                return Ok(Some(AddrMatch { value, unmatched_extension: ext, catchall }));
+                return Ok(Some(AddrMatch {
+                    value,
+                    unmatched_extension: ext,
+                    catchall,
+                }));
             }
         }
         Ok(None)
@@ -239,7 +288,10 @@ pub fn addr_keys(addr: &str, delimiter: &str, local: bool) -> Vec<(String, Optio
     let split = if delimiter.is_empty() {
         None
     } else {
-        localpart.find(|c| delimiter.contains(c)).filter(|i| *i > 0).map(|i| (localpart[..i].to_string(), localpart[i..].to_string()))
+        localpart
+            .find(|c| delimiter.contains(c))
+            .filter(|i| *i > 0)
+            .map(|i| (localpart[..i].to_string(), localpart[i..].to_string()))
     };
     let mut keys = vec![(addr.clone(), None, false)];
     match &domain {
@@ -276,21 +328,45 @@ pub struct DomainList {
 
 impl DomainList {
     /// `parents`: true for lists in `parent_domain_matches_subdomains` (relay_domains).
-    pub fn new(maps: &Maps, value: &str, parents: bool, config_dir: &Path) -> Result<DomainList, MapError> {
+    pub fn new(
+        maps: &Maps,
+        value: &str,
+        parents: bool,
+        config_dir: &Path,
+    ) -> Result<DomainList, MapError> {
         let mut names = Vec::new();
         for item in maincf::split_list(value) {
             if is_table_spec(&item) {
                 continue;
             }
             if item.starts_with('/') {
-                let p = if Path::new(&item).is_relative() { config_dir.join(&item) } else { PathBuf::from(&item) };
-                let text = std::fs::read_to_string(&p).map_err(|e| MapError::config(&item, e.to_string()))?;
-                names.extend(maincf::split_list(&text.lines().filter(|l| !l.trim_start().starts_with('#')).collect::<Vec<_>>().join(" ")).into_iter().map(|n| n.to_lowercase()));
+                let p = if Path::new(&item).is_relative() {
+                    config_dir.join(&item)
+                } else {
+                    PathBuf::from(&item)
+                };
+                let text = std::fs::read_to_string(&p)
+                    .map_err(|e| MapError::config(&item, e.to_string()))?;
+                names.extend(
+                    maincf::split_list(
+                        &text
+                            .lines()
+                            .filter(|l| !l.trim_start().starts_with('#'))
+                            .collect::<Vec<_>>()
+                            .join(" "),
+                    )
+                    .into_iter()
+                    .map(|n| n.to_lowercase()),
+                );
             } else {
                 names.push(item.to_lowercase());
             }
         }
-        Ok(DomainList { names, tables: maps.open_list(value)?, parents })
+        Ok(DomainList {
+            names,
+            tables: maps.open_list(value)?,
+            parents,
+        })
     }
 
     pub fn is_empty(&self) -> bool {
@@ -329,25 +405,50 @@ mod tests {
 
     #[test]
     fn address_key_order() {
-        let keys: Vec<String> = addr_keys("John+x@Alias.tld", "+", false).into_iter().map(|k| k.0).collect();
+        let keys: Vec<String> = addr_keys("John+x@Alias.tld", "+", false)
+            .into_iter()
+            .map(|k| k.0)
+            .collect();
         assert_eq!(keys, ["john+x@alias.tld", "john@alias.tld", "@alias.tld"]);
-        let keys: Vec<String> = addr_keys("john+x@host", "+", true).into_iter().map(|k| k.0).collect();
-        assert_eq!(keys, ["john+x@host", "john@host", "john+x", "john", "@host"]);
-        let keys: Vec<String> = addr_keys("john@d", "", false).into_iter().map(|k| k.0).collect();
+        let keys: Vec<String> = addr_keys("john+x@host", "+", true)
+            .into_iter()
+            .map(|k| k.0)
+            .collect();
+        assert_eq!(
+            keys,
+            ["john+x@host", "john@host", "john+x", "john", "@host"]
+        );
+        let keys: Vec<String> = addr_keys("john@d", "", false)
+            .into_iter()
+            .map(|k| k.0)
+            .collect();
         assert_eq!(keys, ["john@d", "@d"]);
         // A leading delimiter is not an extension.
-        let keys: Vec<String> = addr_keys("+x@d", "+", false).into_iter().map(|k| k.0).collect();
+        let keys: Vec<String> = addr_keys("+x@d", "+", false)
+            .into_iter()
+            .map(|k| k.0)
+            .collect();
         assert_eq!(keys, ["+x@d", "@d"]);
     }
 
     #[tokio::test]
     async fn lists_search_in_order_and_catchall_loses() {
         let maps = Maps::default();
-        let list = maps.open_list("inline:{ @d.org=catch@x }, inline:{ a@d.org=exact@x }").expect("opens");
-        let m = list.find_addr("a+ext@d.org", "+", false).await.expect("no error").expect("found");
+        let list = maps
+            .open_list("inline:{ @d.org=catch@x }, inline:{ a@d.org=exact@x }")
+            .expect("opens");
+        let m = list
+            .find_addr("a+ext@d.org", "+", false)
+            .await
+            .expect("no error")
+            .expect("found");
         assert_eq!(m.value, "exact@x");
         assert_eq!(m.unmatched_extension.as_deref(), Some("+ext"));
-        let m = list.find_addr("b@d.org", "+", false).await.expect("no error").expect("found");
+        let m = list
+            .find_addr("b@d.org", "+", false)
+            .await
+            .expect("no error")
+            .expect("found");
         assert_eq!(m.value, "catch@x");
         assert!(m.catchall);
     }
@@ -355,18 +456,28 @@ mod tests {
     #[tokio::test]
     async fn domain_lists() {
         let maps = Maps::default();
-        let l = DomainList::new(&maps, "example.com, inline:{ virt.org=ok }", false, Path::new("/")).expect("opens");
+        let l = DomainList::new(
+            &maps,
+            "example.com, inline:{ virt.org=ok }",
+            false,
+            Path::new("/"),
+        )
+        .expect("opens");
         assert!(l.contains("Example.COM").await.expect("ok"));
         assert!(l.contains("virt.org").await.expect("ok"));
         assert!(!l.contains("sub.virt.org").await.expect("ok"));
-        let relay = DomainList::new(&maps, "inline:{ relay.org=ok }", true, Path::new("/")).expect("opens");
+        let relay =
+            DomainList::new(&maps, "inline:{ relay.org=ok }", true, Path::new("/")).expect("opens");
         assert!(relay.contains("sub.relay.org").await.expect("ok"));
     }
 
     #[test]
     fn unsupported_type_is_a_config_error() {
         let maps = Maps::default();
-        assert!(matches!(maps.open("nosuch:/x"), Err(MapError::Config { .. })));
+        assert!(matches!(
+            maps.open("nosuch:/x"),
+            Err(MapError::Config { .. })
+        ));
         assert!(is_table_spec("sqlite:/x.cf"));
         assert!(!is_table_spec("[::1]/128"));
         assert!(!is_table_spec("example.com"));

@@ -6,3 +6,6 @@
 mod peers;
 
 mod dovecot_peer;
+mod e2e;
+mod maps_sqlite;
+mod up;

@@ -6,4 +6,5 @@
 #![allow(dead_code)]
 
 pub mod dovecot;
+pub mod postern;
 pub mod tools;
