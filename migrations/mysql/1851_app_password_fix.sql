@@ -4,4 +4,4 @@ CREATE TABLE IF NOT EXISTS `mailbox_app_password` (
   `username` varchar(255) DEFAULT NULL,
   `description` varchar(255) DEFAULT NULL,
   `password_hash` varchar(255) DEFAULT NULL
-);
+) ENGINE=InnoDB DEFAULT CHARSET=latin1 COLLATE=latin1_general_ci;

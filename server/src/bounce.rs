@@ -1,6 +1,7 @@
 //! bounce(8)'s message builder, pure: RFC 3464 delivery status notifications
 //! (`multipart/report; report-type=delivery-status`) from `MAILER-DAEMON@$myhostname` with
-//! Postfix's wording: `non_delivery` (Action: failed) and `delay` (Action: delayed).
+//! Postfix's wording: `non_delivery` (Action: failed), `postmaster_copy` (its
+//! `notify_classes = bounce` copy, headers only) and `delay` (Action: delayed).
 //! Parts: the human-readable text (Postfix's default templates, per-recipient lines wrapped
 //! at 76 columns), the `message/delivery-status` report, and the original message — whole as
 //! `message/rfc822` when it fits `bounce_size_limit`, else its header as `text/rfc822-headers`
@@ -184,6 +185,30 @@ enum Kind {
 /// A non-delivery notice (bounce) for `rcpts`.
 pub fn non_delivery(n: &Notice, rcpts: &[RcptReport]) -> Vec<u8> {
     build(n, rcpts, Kind::Failed)
+}
+
+/// The postmaster's copy of a non-delivery notice (`notify_classes = bounce`): the same
+/// report with Postfix's subject, and only the original's header.
+pub fn postmaster_copy(n: &Notice, rcpts: &[RcptReport]) -> Vec<u8> {
+    // A limit of the header's length (and below the whole) returns exactly the header.
+    let header_len = n
+        .original
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(n.original.len(), |i| i + 2);
+    let headers_only = Notice {
+        size_limit: header_len.min(n.original.len().saturating_sub(1)),
+        ..n.clone()
+    };
+    let out = build(&headers_only, rcpts, Kind::Failed);
+    let (from, to): (&[u8], &[u8]) = (
+        b"\r\nSubject: Undelivered Mail Returned to Sender\r\n",
+        b"\r\nSubject: Postmaster Copy: Undelivered Mail\r\n",
+    );
+    match out.windows(from.len()).position(|w| w == from) {
+        Some(i) => [&out[..i], to, &out[i + from.len()..]].concat(),
+        None => out,
+    }
 }
 
 /// A delay warning for `rcpts` (still being retried until `lifetime`).
@@ -434,6 +459,15 @@ mod tests {
             short.contains("\tby mx.example.com (Postern)"),
             "a folded field is kept whole"
         );
+    }
+
+    #[test]
+    fn postmaster_copy_has_its_subject_and_only_the_header() {
+        let text = String::from_utf8(postmaster_copy(&notice(ORIGINAL, 50_000), &reports()))
+            .expect("utf8");
+        assert!(text.contains("\r\nSubject: Postmaster Copy: Undelivered Mail\r\n"));
+        assert!(text.contains("Content-Type: text/rfc822-headers"), "{text}");
+        assert!(text.contains("Subject: Lunch\r\n") && !text.contains("Shall we meet"));
     }
 
     #[test]

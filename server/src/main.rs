@@ -39,10 +39,21 @@ const USAGE: &str = "usage: postern COMMAND [ARGS]
   up [--data DIR] [--listen ADDR]   run MTA + panel on the embedded default (SQLite + Maildir)
   serve -c DIR                      run the MTA (like postfix start-fg)
   admin -c DIR SUBCOMMAND …         manage domains, mailboxes, aliases, admins
-  postconf | postmap …              Postfix's tools (also as argv[0])";
+  postconf | postmap | postqueue | mailq | postsuper | postcat | sendmail | newaliases …
+                                    Postfix's tools (also as argv[0])";
 
 fn is_tool(name: &str) -> bool {
-    matches!(name, "postconf" | "postmap")
+    matches!(
+        name,
+        "postconf"
+            | "postmap"
+            | "postqueue"
+            | "mailq"
+            | "postsuper"
+            | "postcat"
+            | "sendmail"
+            | "newaliases"
+    )
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
@@ -75,14 +86,50 @@ fn run(tool: &str, args: &[String]) -> Result<i32> {
             });
             Ok(code)
         }
+        "postqueue" => Ok(cli::postqueue::run(
+            args,
+            &mut stdout.lock(),
+            &mut stderr.lock(),
+        )),
+        "mailq" => {
+            let mut a = vec!["-p".to_string()];
+            a.extend_from_slice(args);
+            Ok(cli::postqueue::run(
+                &a,
+                &mut stdout.lock(),
+                &mut stderr.lock(),
+            ))
+        }
+        "postsuper" => Ok(cli::postsuper::run(
+            args,
+            &mut std::io::stdin().lock(),
+            &mut stdout.lock(),
+            &mut stderr.lock(),
+        )),
+        "postcat" => Ok(cli::postcat::run(
+            args,
+            &mut stdout.lock(),
+            &mut stderr.lock(),
+        )),
+        "sendmail" => Ok(cli::sendmail::run(
+            args,
+            &mut std::io::stdin().lock(),
+            &mut stdout.lock(),
+            &mut stderr.lock(),
+        )),
+        "newaliases" => Ok(cli::sendmail::newaliases(
+            args,
+            &mut stdout.lock(),
+            &mut stderr.lock(),
+        )),
         "serve" | "start-fg" => {
             let dir = config_flag(args)?;
-            init_logging();
+            let (cfg, _) = postern::config::Config::load(&dir).context("load the configuration")?;
+            postern::log::init(&cfg).context("open the mail log")?;
             runtime()?.block_on(postern::master::serve(&dir, None))?;
             Ok(0)
         }
         "up" => {
-            init_logging();
             runtime()?.block_on(up(args))?;
             Ok(0)
         }
@@ -147,14 +194,4 @@ async fn up(args: &[String]) -> Result<()> {
         }
     }
     postern::master::up(&data, &listen).await
-}
-
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("POSTERN_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .try_init();
 }

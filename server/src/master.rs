@@ -1,5 +1,5 @@
 //! The master daemon's job: starts what `main.cf`/`master.cf` describe — one smtpd listener per
-//! `inet` service, the qmgr task, and the panel when `postern_panel_listen` is set — and stops
+//! `inet` service, the qmgr and pickup tasks, and the panel when `postern_panel_listen` is set — and stops
 //! them on SIGINT/SIGTERM. Also the glue the roles need from each other (`Mta`: smtpd's
 //! backend, qmgr's router) and the `up`/`admin` entry points. Decides nothing about mail.
 
@@ -225,6 +225,15 @@ pub async fn serve(
         );
         tasks.spawn(async move { qmgr::run(cfg, store, mta, wakeup, stop).await });
     }
+    {
+        // pickup: maildrop/ (sendmail, postsuper -r) through its own cleanup into incoming/.
+        let aliases = maps
+            .open_list(&cfg.get("virtual_alias_maps"))
+            .context("open virtual_alias_maps")?;
+        let cleanup = Arc::new(Cleanup::new(&cfg, aliases, store.clone(), wakeup.clone()));
+        let (cfg, store, stop) = (cfg.clone(), store.clone(), stop_rx.clone());
+        tasks.spawn(async move { crate::pickup::run(cfg, store, cleanup, stop).await });
+    }
     let panel = cfg.get("postern_panel_listen");
     if !panel.is_empty() {
         let db = open_database(&cfg).await?;
@@ -311,8 +320,9 @@ pub async fn up(data: &Path, listen: &str) -> Result<()> {
     let layout = crate::up::Layout::new(data);
     let first = crate::up::init(&layout, &crate::up::Listen::default_for(listen, as_root))
         .with_context(|| format!("create {}", layout.data.display()))?;
+    let (cfg, _) = Config::load(&layout.etc).context("load the configuration")?;
+    crate::log::init(&cfg).context("open the mail log")?;
     if first {
-        let (cfg, _) = Config::load(&layout.etc).context("load the generated configuration")?;
         let db = open_database(&cfg).await?;
         let name = std::env::var("POSTERN_ADMIN")
             .ok()

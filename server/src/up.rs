@@ -1,6 +1,9 @@
 //! `postern up`: the embedded default. On first run it lays out a data directory — `etc/`
-//! (main.cf, master.cf, sqlite tables with PostfixAdmin's queries), `spool/`, `mail/`,
-//! `db.sqlite` — and reports that it did; later runs reuse it untouched. Only file layout lives
+//! (main.cf, master.cf, sqlite tables with PostfixAdmin's queries, `tls/` with a self-signed
+//! certificate), `spool/`, `mail/`, `db.sqlite` — and reports that it did; later runs reuse it
+//! untouched. Submission (587) and smtps (465) require TLS and AUTH (built-in SASL on the
+//! database) and check the sender against `smtpd_sender_login_maps`; port 25 offers STARTTLS
+//! and no AUTH. Only file layout lives
 //! here; the database, superadmin and the running services are the caller's (main.rs).
 
 use std::io;
@@ -43,6 +46,10 @@ pub const SQLITE_TABLES: &[(&str, &str)] = &[
     (
         "sender_login_maps.cf",
         include_str!("../conf/sqlite/sender_login_maps.cf"),
+    ),
+    (
+        "sasl_passwords.cf",
+        include_str!("../conf/sqlite/sasl_passwords.cf"),
     ),
 ];
 
@@ -90,6 +97,8 @@ pub struct Listen {
     pub address: String,
     pub smtp: u16,
     pub submission: u16,
+    /// Implicit TLS (`smtpd_tls_wrappermode = yes`): 465 as root, 2465 otherwise.
+    pub smtps: u16,
     pub panel: String,
 }
 
@@ -101,6 +110,7 @@ impl Listen {
             address: address.to_string(),
             smtp,
             submission,
+            smtps: if as_root { 465 } else { 2465 },
             panel: format!("{}:8080", bracket(address)),
         }
     }
@@ -122,6 +132,7 @@ pub fn init(layout: &Layout, listen: &Listen) -> io::Result<bool> {
     for d in [
         &layout.data,
         &layout.etc,
+        &layout.etc.join("tls"),
         &layout.etc.join("sqlite"),
         &layout.spool,
         &layout.mail,
@@ -134,6 +145,11 @@ pub fn init(layout: &Layout, listen: &Listen) -> io::Result<bool> {
             text.replace("@DBPATH@", &layout.db.display().to_string()),
         )?;
     }
+    let (cert, key) = (
+        layout.etc.join("tls").join("cert.pem"),
+        layout.etc.join("tls").join("key.pem"),
+    );
+    crate::tls::self_signed(&system_hostname(), &cert, &key).map_err(io::Error::other)?;
     let t = |name: &str| format!("sqlite:{}", layout.etc.join("sqlite").join(name).display());
     let main_cf = format!(
         "# Written by `postern up` on first run; edit freely (postern postconf -e name=value).\n\
@@ -148,7 +164,17 @@ pub fn init(layout: &Layout, listen: &Listen) -> io::Result<bool> {
          virtual_mailbox_maps = {mailbox}, {alias_domain_mailbox}\n\
          relay_domains = {relay}\n\
          virtual_transport = virtual\n\
-         virtual_mailbox_base = {mail}\n",
+         virtual_mailbox_base = {mail}\n\
+         # TLS: a self-signed certificate made on first run; replace it with a real one.\n\
+         smtpd_tls_cert_file = {cert}\n\
+         smtpd_tls_key_file = {key}\n\
+         smtpd_tls_security_level = may\n\
+         smtpd_tls_received_header = yes\n\
+         # SMTP AUTH (enabled per service in master.cf): checked against the database.\n\
+         smtpd_sasl_type = postern\n\
+         postern_sasl_password_maps = {sasl}\n\
+         smtpd_sender_login_maps = {senders}\n\
+         smtpd_client_auth_rate_limit = 30\n",
         panel = listen.panel,
         spool = layout.spool.display(),
         db = layout.database_url(),
@@ -160,13 +186,30 @@ pub fn init(layout: &Layout, listen: &Listen) -> io::Result<bool> {
         alias_domain_mailbox = t("virtual_alias_domain_mailbox_maps.cf"),
         relay = t("relay_domains.cf"),
         mail = layout.mail.display(),
+        cert = cert.display(),
+        key = key.display(),
+        sasl = t("sasl_passwords.cf"),
+        senders = t("sender_login_maps.cf"),
     );
-    let (host, smtp, submission) = (bracket(&listen.address), listen.smtp, listen.submission);
+    let (host, smtp, submission, smtps) = (
+        bracket(&listen.address),
+        listen.smtp,
+        listen.submission,
+        listen.smtps,
+    );
+    // Hosting-grade submission: TLS and AUTH required, the sender must belong to the login.
+    let mua = "  -o smtpd_sasl_auth_enable=yes\n  -o smtpd_tls_auth_only=yes\n  \
+               -o smtpd_client_restrictions=permit_sasl_authenticated,reject\n  \
+               -o smtpd_sender_restrictions=reject_sender_login_mismatch\n  \
+               -o smtpd_relay_restrictions=permit_sasl_authenticated,reject\n";
     let master_cf = format!(
         "# Written by `postern up`. Postfix master.cf syntax.\n\
          # service type  private unpriv  chroot  wakeup  maxproc command + args\n\
          {host}:{smtp} inet n - n - - smtpd\n\
-         {host}:{submission} inet n - n - - smtpd\n  -o syslog_name=postfix/submission\n\
+         {host}:{submission} inet n - n - - smtpd\n  -o syslog_name=postfix/submission\n  \
+         -o smtpd_tls_security_level=encrypt\n{mua}\
+         {host}:{smtps} inet n - n - - smtpd\n  -o syslog_name=postfix/smtps\n  \
+         -o smtpd_tls_wrappermode=yes\n{mua}\
          virtual   unix  -       n       n       -       -       virtual\n\
          lmtp      unix  -       -       n       -       -       lmtp\n\
          discard   unix  -       -       n       -       -       discard\n\
@@ -176,6 +219,15 @@ pub fn init(layout: &Layout, listen: &Listen) -> io::Result<bool> {
     write_new(&layout.etc.join("main.cf"), &main_cf)?;
     write_new(&layout.etc.join("master.cf"), &master_cf)?;
     Ok(true)
+}
+
+/// The host name for the certificate (the kernel's; `localhost` when unknown).
+fn system_hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into())
 }
 
 fn write_new(path: &Path, text: &str) -> io::Result<()> {
@@ -197,8 +249,19 @@ mod tests {
         let (cfg, warnings) = Config::load(&layout.etc).expect("generated config loads");
         assert!(warnings.is_empty(), "{warnings:?}");
         assert_eq!(cfg.get("virtual_transport"), "virtual");
-        assert_eq!(cfg.master().len(), 7);
+        assert_eq!(cfg.master().len(), 8);
         assert_eq!(cfg.master()[0].name, "127.0.0.1:2525");
+        assert_eq!(cfg.master()[2].name, "127.0.0.1:2465");
+        // Every smtpd service's settings are valid, the certificate loads.
+        for svc in cfg.master().iter().filter(|s| s.kind == "inet") {
+            let scfg = cfg.for_service(svc);
+            let s = crate::smtpd::Settings::from_config(&scfg)
+                .unwrap_or_else(|e| panic!("{}: {e}", svc.name));
+            assert!(s.tls.server.is_some(), "{}", svc.name);
+        }
+        let smtps = cfg.for_service(&cfg.master()[2]);
+        assert!(smtps.get_bool("smtpd_tls_wrappermode"));
+        assert!(smtps.get_bool("smtpd_sasl_auth_enable"));
         let table = std::fs::read_to_string(layout.etc.join("sqlite/virtual_mailbox_maps.cf"))
             .expect("table");
         assert!(table.contains(&format!("dbpath = {}", layout.db.display())));

@@ -1,7 +1,10 @@
 //! Who is doing something: an admin in a browser session or `postern admin` on the command
 //! line. Operations take an [`Actor`] to check permissions and to write PostfixAdmin's `log` rows.
 
-use crate::db::Scope;
+use sqlx::AnyConnection;
+
+use crate::db::{self, Engine, Scope};
+use crate::forms::OpError;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Actor {
@@ -39,4 +42,28 @@ impl Actor {
             Scope::Admin(self.username.clone())
         }
     }
+}
+
+/// Refuse (`Forbidden`) unless `actor` may act on `domain`: a superadmin on every domain, a
+/// domain admin only on those `domain_admins` lists for them. Every operation that names a
+/// domain, whether from a URL, a form field or a stored row, goes through this.
+pub async fn require_domain(
+    conn: &mut AnyConnection,
+    e: Engine,
+    actor: &Actor,
+    domain: &str,
+) -> Result<(), OpError> {
+    if actor.superadmin || db::admin::may_administer(conn, e, &actor.username, domain).await? {
+        Ok(())
+    } else {
+        Err(OpError::Forbidden)
+    }
+}
+
+/// The domain part of an address (`local@domain`, `@domain`), lower-cased; empty if none.
+pub fn domain_of(address: &str) -> String {
+    address
+        .rsplit_once('@')
+        .map(|(_, d)| d.trim().to_lowercase())
+        .unwrap_or_default()
 }

@@ -3,7 +3,7 @@
 //! Logins check `admin.password` with `account::password::verify` (every scheme PostfixAdmin
 //! and Dovecot store), refuse inactive admins, equalise the time spent on unknown names, and
 //! lock a client address out after `login_max_failures` failures. A successful login rotates
-//! the session id and CSRF token.
+//! the session id and CSRF token, and rehashes a password stored in an older scheme as ARGON2ID.
 
 use std::net::SocketAddr;
 
@@ -50,6 +50,7 @@ impl CurrentAdmin {
             superadmin: self.actor.superadmin,
             csrf: self.session.csrf.clone(),
             section,
+            flash: self.session.flash.clone(),
         }
     }
 }
@@ -158,7 +159,10 @@ pub async fn login(
         Some(a) if a.active => (Some(a.password.clone()), a.superadmin),
         _ => (None, false),
     };
-    let ok = secret::verify_blocking(stored, form.password)
+    let rehash = stored
+        .as_deref()
+        .is_some_and(account::password::needs_rehash);
+    let ok = secret::verify_blocking(stored, form.password.clone())
         .await
         .map_err(|e| AppError::Internal(e.to_string()))?;
     if !ok {
@@ -172,6 +176,15 @@ pub async fn login(
         );
     }
     state.sessions.login_succeeded(key);
+    if rehash {
+        // An old scheme (MD5-CRYPT, SHA512-CRYPT, …) verified: store ARGON2ID from now on.
+        let hash = secret::hash_blocking(form.password)
+            .await
+            .map_err(|e| AppError::Internal(e.to_string()))?;
+        let mut conn = state.db.pool.acquire().await?;
+        db::admin::set_password(&mut conn, state.db.engine, &username, &hash, &db::now()).await?;
+        tracing::info!(user = %username, "admin password rehashed as ARGON2ID");
+    }
     tracing::info!(user = %username, client = %key, "admin logged in");
     let new = state.sessions.login(
         &s.id,

@@ -15,6 +15,7 @@
 //! alias list [DOMAIN]
 //! admin add NAME --superadmin --password-stdin
 //! admin add NAME --domains d1,d2 --password-stdin
+//! token add ADMIN          (prints a new /api/v1 bearer token once; only its hash is stored)
 //! migrate
 //! ```
 
@@ -55,14 +56,18 @@ impl From<OpError> for AdminError {
         match e {
             OpError::Invalid(f) => AdminError::Invalid(f),
             OpError::Forbidden => AdminError::Forbidden,
+            OpError::NotFound => {
+                let mut f = FormErrors::new();
+                f.general("not found");
+                AdminError::Invalid(f)
+            }
             OpError::Db(e) => AdminError::Db(e),
             OpError::Hash(e) => AdminError::Internal(e.to_string()),
         }
     }
 }
 
-const USAGE: &str =
-    "postern admin domain add|list, mailbox add|list, alias add|list, admin add, migrate";
+const USAGE: &str = "postern admin domain add|list, mailbox add|list, alias add|list, admin add, token add, migrate";
 
 /// Run one `postern admin` command with the default panel configuration.
 pub async fn run(db: &Db, args: &[String], stdin: &mut dyn BufRead) -> Result<String, AdminError> {
@@ -86,6 +91,7 @@ pub async fn run_with(
         ["alias", "add", rest @ ..] => alias_add(db, rest, &actor).await,
         ["alias", "list", rest @ ..] => alias_list(db, rest).await,
         ["admin", "add", rest @ ..] => admin_add(db, cfg, rest, stdin, &actor).await,
+        ["token", "add", name] => token_add(db, name).await,
         ["migrate"] => {
             db::migrate::run(&db.pool)
                 .await
@@ -346,6 +352,7 @@ async fn alias_list(db: &Db, words: &[&str]) -> Result<String, AdminError> {
         &domain,
         q,
         Page::all(),
+        false,
     )
     .await?;
     let mut out = String::from("address\tgoto\tmailbox\tactive\n");
@@ -401,4 +408,25 @@ async fn admin_add(
         if superadmin { "superadmin" } else { "admin" },
         addr::normalize(username)
     ))
+}
+
+/// A new API bearer token for the admin `name`: printed once, stored as its SHA-256.
+async fn token_add(db: &Db, name: &str) -> Result<String, AdminError> {
+    let username = addr::normalize(name);
+    let mut tx = db.pool.begin().await?;
+    if !db::admin::exists(&mut tx, db.engine, &username).await? {
+        return Err(AdminError::Usage(format!("no admin named {username}")));
+    }
+    let (token, id) = crate::api::new_token();
+    db::admin::insert_api_token(
+        &mut tx,
+        db.engine,
+        &username,
+        &id,
+        &crate::api::token_hash(&token),
+    )
+    .await?;
+    db::log::write(&mut tx, db.engine, "CLI", "", "create_api_token", &username).await?;
+    tx.commit().await?;
+    Ok(format!("{token}\n"))
 }

@@ -4,6 +4,12 @@
 //! Creating a domain writes what PostfixAdmin's DomainHandler writes: the `domain` row with the
 //! configured limits (defaults 10/10/10 MB/2048 MB, transport `virtual`), the default aliases
 //! (`$CONF['default_aliases']`) and one `log` row `create_domain`. Only superadmins may.
+//!
+//! Editing (`edit_domain`) changes description, limits, transport, backup MX and `active`
+//! (deactivating is editing). Deleting (`delete_domain`) removes the domain with its
+//! mailboxes, aliases, alias domains, vacation, quota and admin rows, as PostfixAdmin's
+//! DomainHandler does; Maildirs are left on disk (the confirmation page says so). Both are for
+//! superadmins only; domain admins see their domains in the list.
 
 use askama::Template;
 use axum::Form;
@@ -18,7 +24,7 @@ use crate::config::PanelConfig;
 use crate::db::{self, Db, Page};
 use crate::error::AppError;
 use crate::forms::{FormErrors, OpError, is_unique_violation, parse_int};
-use crate::views::{self, Nav, Pager};
+use crate::views::{self, ConfirmPage, Nav, Pager};
 use crate::{AppState, addr};
 
 /// A domain to create, limits in PostfixAdmin's units (counts; quotas in MB; `-1` disabled,
@@ -58,12 +64,18 @@ impl NewDomain {
 }
 
 fn validate(d: &NewDomain) -> Result<NewDomain, FormErrors> {
+    validate_with(d, true)
+}
+
+fn validate_with(d: &NewDomain, check_name: bool) -> Result<NewDomain, FormErrors> {
     let mut e = FormErrors::new();
     let mut d = d.clone();
     d.domain = addr::normalize(&d.domain);
     d.description = d.description.trim().to_string();
     d.transport = d.transport.trim().to_string();
-    if d.domain.is_empty() {
+    if !check_name {
+        // editing: the name is the key, not input
+    } else if d.domain.is_empty() {
         e.field("domain", "Enter a domain name.");
     } else if d.domain == "all" || !addr::is_valid_domain(&d.domain) {
         e.field("domain", "This is not a valid domain name.");
@@ -172,6 +184,101 @@ pub async fn create(
     Ok(())
 }
 
+/// Edit a domain (see the module docs). `input.domain` names it; `default_aliases` is ignored.
+pub async fn update(db: &Db, input: &NewDomain, actor: &Actor) -> Result<(), OpError> {
+    if !actor.superadmin {
+        return Err(OpError::Forbidden);
+    }
+    let d = validate_with(input, false)?;
+    let e = db.engine;
+    let mut tx = db.pool.begin().await?;
+    if db::domain::get(&mut tx, e, &d.domain).await?.is_none() {
+        return Err(OpError::NotFound);
+    }
+    let now = db::now();
+    db::domain::update(
+        &mut tx,
+        e,
+        &db::domain::UpdateDomain {
+            domain: &d.domain,
+            description: &d.description,
+            aliases: d.aliases,
+            mailboxes: d.mailboxes,
+            maxquota: d.maxquota,
+            quota: d.quota,
+            transport: &d.transport,
+            backupmx: d.backupmx,
+            active: d.active,
+            now: &now,
+        },
+    )
+    .await?;
+    db::log::write(
+        &mut tx,
+        e,
+        &actor.log_name(),
+        &d.domain,
+        "edit_domain",
+        &d.domain,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Delete a domain with everything in it (see the module docs).
+pub async fn delete(db: &Db, domain: &str, actor: &Actor) -> Result<(), OpError> {
+    if !actor.superadmin {
+        return Err(OpError::Forbidden);
+    }
+    let e = db.engine;
+    let domain = addr::normalize(domain);
+    let mut tx = db.pool.begin().await?;
+    if db::domain::get(&mut tx, e, &domain).await?.is_none() {
+        return Err(OpError::NotFound);
+    }
+    db::domain::delete_cascade(&mut tx, e, &domain).await?;
+    db::log::write(
+        &mut tx,
+        e,
+        &actor.log_name(),
+        &domain,
+        "delete_domain",
+        &domain,
+    )
+    .await?;
+    tx.commit().await?;
+    tracing::info!(domain = %domain, by = %actor.username, "domain deleted");
+    Ok(())
+}
+
+/// Activate or deactivate a domain (`edit_domain_state`); returns the new state.
+pub async fn toggle(db: &Db, domain: &str, actor: &Actor) -> Result<bool, OpError> {
+    if !actor.superadmin {
+        return Err(OpError::Forbidden);
+    }
+    let e = db.engine;
+    let domain = addr::normalize(domain);
+    let mut tx = db.pool.begin().await?;
+    let d = db::domain::get(&mut tx, e, &domain)
+        .await?
+        .ok_or(OpError::NotFound)?;
+    let now = db::now();
+    db::domain::set_active(&mut tx, e, &domain, !d.active, &now).await?;
+    let data = format!("{domain} {}", if d.active { "inactive" } else { "active" });
+    db::log::write(
+        &mut tx,
+        e,
+        &actor.log_name(),
+        &domain,
+        "edit_domain_state",
+        &data,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(!d.active)
+}
+
 // ---------------------------------------------------------------------------------------------
 // Pages
 
@@ -196,6 +303,20 @@ struct DomainView {
     transport: String,
     backupmx: bool,
     active: bool,
+    /// Allocated share of the domain quota, percent (no bar without a limit).
+    bar: Option<i64>,
+    mailbox_bar: Option<i64>,
+    alias_bar: Option<i64>,
+}
+
+impl DomainView {
+    fn new(r: db::domain::DomainRow, multiplier: i64) -> Self {
+        let mut v = DomainView::from(r.clone());
+        v.bar = views::percent(r.quota_allocated, r.quota.saturating_mul(multiplier));
+        v.mailbox_bar = views::percent(r.mailbox_count, r.mailboxes);
+        v.alias_bar = views::percent(r.alias_count, r.aliases);
+        v
+    }
 }
 
 impl From<db::domain::DomainRow> for DomainView {
@@ -214,6 +335,9 @@ impl From<db::domain::DomainRow> for DomainView {
             transport: r.transport,
             backupmx: r.backupmx,
             active: r.active,
+            bar: None,
+            mailbox_bar: None,
+            alias_bar: None,
         }
     }
 }
@@ -252,7 +376,10 @@ pub async fn list_page(
     let page = ListPage {
         nav: admin.nav("domains"),
         q: query.q,
-        rows: rows.into_iter().map(DomainView::from).collect(),
+        rows: rows
+            .into_iter()
+            .map(|r| DomainView::new(r, state.config.quota_multiplier))
+            .collect(),
         pager: Pager::new(page, total, size, keep),
         created: query.created.is_some(),
     };
@@ -361,4 +488,150 @@ pub async fn create_submit(
         }
         Err(other) => Err(other.into()),
     }
+}
+
+#[derive(Template)]
+#[template(path = "domains/edit.html")]
+struct EditPage {
+    nav: Nav,
+    form: DomainForm,
+    errors: FormErrors,
+}
+
+#[derive(Deserialize, Default)]
+pub struct DomainQuery {
+    #[serde(default)]
+    domain: String,
+}
+
+async fn load(
+    state: &AppState,
+    admin: &CurrentAdmin,
+    domain: &str,
+) -> Result<db::domain::DomainRow, AppError> {
+    if !admin.actor.superadmin {
+        return Err(AppError::Forbidden);
+    }
+    let mut conn = state.db.pool.acquire().await?;
+    db::domain::get(&mut conn, state.db.engine, &addr::normalize(domain))
+        .await?
+        .ok_or(AppError::NotFound)
+}
+
+pub async fn edit_page(
+    State(state): State<AppState>,
+    admin: CurrentAdmin,
+    Query(query): Query<DomainQuery>,
+) -> Result<Response, AppError> {
+    let d = load(&state, &admin, &query.domain).await?;
+    let on = |b: bool| b.then(|| "on".to_string());
+    let page = EditPage {
+        nav: admin.nav("domains"),
+        form: DomainForm {
+            domain: d.domain,
+            description: d.description,
+            aliases: d.aliases.to_string(),
+            mailboxes: d.mailboxes.to_string(),
+            maxquota: d.maxquota.to_string(),
+            quota: d.quota.to_string(),
+            transport: d.transport,
+            backupmx: on(d.backupmx),
+            active: on(d.active),
+            default_aliases: None,
+        },
+        errors: FormErrors::new(),
+    };
+    Ok(views::render(&page)?.into_response())
+}
+
+pub async fn edit_submit(
+    State(state): State<AppState>,
+    admin: CurrentAdmin,
+    Form(form): Form<DomainForm>,
+) -> Result<Response, AppError> {
+    let result = match form.parse() {
+        Ok(d) => update(&state.db, &d, &admin.actor).await,
+        Err(e) => Err(OpError::Invalid(e)),
+    };
+    match result {
+        Ok(()) => Ok(views::flash_redirect(
+            &state.sessions,
+            &admin.session.id,
+            "/domains",
+            format!("The domain {} was saved.", addr::normalize(&form.domain)),
+        )),
+        Err(OpError::Invalid(errors)) => {
+            let page = EditPage {
+                nav: admin.nav("domains"),
+                form,
+                errors,
+            };
+            Ok((StatusCode::UNPROCESSABLE_ENTITY, views::render(&page)?).into_response())
+        }
+        Err(other) => Err(other.into()),
+    }
+}
+
+pub async fn delete_page(
+    State(state): State<AppState>,
+    admin: CurrentAdmin,
+    Query(query): Query<DomainQuery>,
+) -> Result<Response, AppError> {
+    let d = load(&state, &admin, &query.domain).await?;
+    let page = ConfirmPage {
+        nav: admin.nav("domains"),
+        title: "Delete domain".into(),
+        message: format!(
+            "Delete the domain {} with its {} mailbox(es), {} alias(es), its alias domains, \
+             vacation settings and admin rights?",
+            d.domain, d.mailbox_count, d.alias_count
+        ),
+        notes: vec![
+            "The mailboxes' Maildirs are left on disk: remove them by hand if no longer needed."
+                .into(),
+        ],
+        action: "/domains/delete".into(),
+        hidden: vec![("domain".into(), d.domain.clone())],
+        button: "Delete domain".into(),
+        cancel: "/domains".into(),
+    };
+    Ok(views::render(&page)?.into_response())
+}
+
+#[derive(Deserialize, Default)]
+pub struct DomainNameForm {
+    #[serde(default)]
+    domain: String,
+}
+
+pub async fn delete_submit(
+    State(state): State<AppState>,
+    admin: CurrentAdmin,
+    Form(form): Form<DomainNameForm>,
+) -> Result<Response, AppError> {
+    delete(&state.db, &form.domain, &admin.actor).await?;
+    Ok(views::flash_redirect(
+        &state.sessions,
+        &admin.session.id,
+        "/domains",
+        format!("The domain {} was deleted.", addr::normalize(&form.domain)),
+    ))
+}
+
+pub async fn toggle_submit(
+    State(state): State<AppState>,
+    admin: CurrentAdmin,
+    Form(form): Form<DomainNameForm>,
+) -> Result<Response, AppError> {
+    let on = toggle(&state.db, &form.domain, &admin.actor).await?;
+    Ok(views::flash_redirect(
+        &state.sessions,
+        &admin.session.id,
+        "/domains",
+        format!(
+            "The domain {} is now {}.",
+            addr::normalize(&form.domain),
+            if on { "active" } else { "inactive" }
+        ),
+    ))
 }

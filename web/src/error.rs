@@ -32,6 +32,7 @@ impl From<crate::forms::OpError> for AppError {
         match e {
             OpError::Invalid(_) => AppError::BadRequest("invalid input"),
             OpError::Forbidden => AppError::Forbidden,
+            OpError::NotFound => AppError::NotFound,
             OpError::Db(e) => AppError::Db(e),
             OpError::Hash(e) => AppError::Internal(e.to_string()),
         }

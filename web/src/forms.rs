@@ -35,6 +35,11 @@ impl FormErrors {
         self.fields.get(field).map(String::as_str)
     }
 
+    /// Every field message, in field order.
+    pub fn fields(&self) -> impl Iterator<Item = (&'static str, &str)> {
+        self.fields.iter().map(|(k, v)| (*k, v.as_str()))
+    }
+
     pub fn general_messages(&self) -> &[String] {
         &self.general
     }
@@ -79,6 +84,9 @@ pub enum OpError {
     /// The actor may not do this.
     #[error("permission denied")]
     Forbidden,
+    /// The item does not exist.
+    #[error("not found")]
+    NotFound,
     #[error("database: {0}")]
     Db(#[from] sqlx::Error),
     #[error(transparent)]

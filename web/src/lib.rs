@@ -10,7 +10,9 @@
 pub mod actor;
 pub mod addr;
 pub mod admins;
+pub mod alias_domains;
 pub mod aliases;
+pub mod api;
 pub mod auth;
 pub mod cli;
 pub mod config;
@@ -18,6 +20,7 @@ pub mod db;
 pub mod domains;
 pub mod error;
 pub mod forms;
+pub mod log;
 pub mod mailboxes;
 pub mod secret;
 pub mod session;
@@ -72,14 +75,82 @@ pub fn app(state: AppState) -> Router {
             "/domains/new",
             get(domains::new_page).post(domains::create_submit),
         )
+        .route(
+            "/domains/edit",
+            get(domains::edit_page).post(domains::edit_submit),
+        )
+        .route(
+            "/domains/delete",
+            get(domains::delete_page).post(domains::delete_submit),
+        )
         .route("/mailboxes", get(mailboxes::list_page))
         .route(
             "/mailboxes/new",
             get(mailboxes::new_page).post(mailboxes::create_submit),
         )
+        .route(
+            "/mailboxes/edit",
+            get(mailboxes::edit_page).post(mailboxes::edit_submit),
+        )
+        .route(
+            "/mailboxes/delete",
+            get(mailboxes::delete_page).post(mailboxes::delete_submit),
+        )
+        .route("/mailboxes/toggle", post(mailboxes::toggle_submit))
+        .route("/domains/toggle", post(domains::toggle_submit))
+        .route(
+            "/mailboxes/forward",
+            get(aliases::forward_page).post(aliases::forward_submit),
+        )
+        .route("/aliases", get(aliases::list_page))
+        .route(
+            "/aliases/new",
+            get(aliases::new_page).post(aliases::create_submit),
+        )
+        .route(
+            "/aliases/edit",
+            get(aliases::edit_page).post(aliases::edit_submit),
+        )
+        .route("/aliases/toggle", post(aliases::toggle_submit))
+        .route(
+            "/aliases/delete",
+            get(aliases::delete_page).post(aliases::delete_submit),
+        )
+        .route("/alias-domains", get(alias_domains::list_page))
+        .route(
+            "/alias-domains/new",
+            get(alias_domains::new_page).post(alias_domains::create_submit),
+        )
+        .route(
+            "/alias-domains/edit",
+            get(alias_domains::edit_page).post(alias_domains::edit_submit),
+        )
+        .route(
+            "/alias-domains/delete",
+            get(alias_domains::delete_page).post(alias_domains::delete_submit),
+        )
+        .route("/admins", get(admins::list_page))
+        .route(
+            "/admins/new",
+            get(admins::new_page).post(admins::create_submit),
+        )
+        .route(
+            "/admins/edit",
+            get(admins::edit_page).post(admins::edit_submit),
+        )
+        .route(
+            "/admins/delete",
+            get(admins::delete_page).post(admins::delete_submit),
+        )
+        .route(
+            "/password",
+            get(admins::password_page).post(admins::password_submit),
+        )
+        .route("/log", get(log::page))
         .route_layer(mw::from_fn_with_state(state.clone(), session::middleware));
     Router::new()
         .merge(pages)
+        .nest("/api/v1", api::routes())
         .route("/static/postern.css", get(css))
         .fallback(not_found)
         .layer(mw::from_fn(security_headers))

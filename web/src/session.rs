@@ -5,6 +5,8 @@
 //! [`Session`] into the request's extensions, refuses a POST whose `csrf` field does not match
 //! (403), and sets the cookie on responses for new sessions. Ids and tokens are 256 random bits.
 //! Login rotates the id ([`SessionStore::login`]) so a session id seen before login is useless after.
+//! A handler that redirects may leave a flash message ([`SessionStore::set_flash`]); the next
+//! GET of that session takes it into [`Session::flash`].
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
@@ -41,12 +43,15 @@ pub struct Session {
     pub id: String,
     pub csrf: String,
     pub admin: Option<SessionAdmin>,
+    /// A message left by the previous request (after a redirect), shown once by a GET.
+    pub flash: Option<String>,
 }
 
 struct Entry {
     csrf: String,
     admin: Option<SessionAdmin>,
     last_seen: Instant,
+    flash: Option<String>,
 }
 
 /// In-memory sessions. Sessions do not survive a restart and are not shared between nodes.
@@ -90,9 +95,15 @@ impl SessionStore {
                 csrf: csrf.clone(),
                 admin: admin.clone(),
                 last_seen: Instant::now(),
+                flash: None,
             },
         );
-        Session { id, csrf, admin }
+        Session {
+            id,
+            csrf,
+            admin,
+            flash: None,
+        }
     }
 
     /// A new anonymous session.
@@ -116,7 +127,21 @@ impl SessionStore {
             id: id.to_string(),
             csrf: e.csrf.clone(),
             admin: e.admin.clone(),
+            flash: None,
         })
+    }
+
+    /// Leave `msg` for the next page session `id` shows (see [`Session::flash`]).
+    pub fn set_flash(&self, id: &str, msg: impl Into<String>) {
+        if let Some(e) = lock(&self.sessions).get_mut(id) {
+            e.flash = Some(msg.into());
+        }
+    }
+
+    fn take_flash(&self, id: &str) -> Option<String> {
+        lock(&self.sessions)
+            .get_mut(id)
+            .and_then(|e| e.flash.take())
     }
 
     /// End session `old` and start a logged-in one with a fresh id and CSRF token.
@@ -228,6 +253,10 @@ pub async fn middleware(State(state): State<AppState>, req: Request, next: Next)
     };
 
     let mut req = req;
+    let mut session = session;
+    if req.method() == Method::GET && !is_new {
+        session.flash = store.take_flash(&session.id);
+    }
     let id = session.id.clone();
     req.extensions_mut().insert(session);
     let mut resp = next.run(req).await;

@@ -2,7 +2,7 @@
 //! and display formats. Pure; no IO.
 
 use askama::Template;
-use axum::response::Html;
+use axum::response::{Html, IntoResponse, Redirect, Response};
 
 use crate::error::AppError;
 
@@ -14,6 +14,8 @@ pub struct Nav {
     pub superadmin: bool,
     pub csrf: String,
     pub section: &'static str,
+    /// A message from the previous request, shown once.
+    pub flash: Option<String>,
 }
 
 impl Nav {
@@ -23,6 +25,7 @@ impl Nav {
             superadmin: false,
             csrf: csrf.to_string(),
             section: "login",
+            flash: None,
         }
     }
 }
@@ -30,6 +33,17 @@ impl Nav {
 /// Render a template into an HTML body.
 pub fn render<T: Template>(t: &T) -> Result<Html<String>, AppError> {
     Ok(Html(t.render()?))
+}
+
+/// Redirect (303) to `to`, leaving `msg` to be shown there.
+pub fn flash_redirect(
+    sessions: &crate::session::SessionStore,
+    session_id: &str,
+    to: &str,
+    msg: impl Into<String>,
+) -> Response {
+    sessions.set_flash(session_id, msg);
+    Redirect::to(to).into_response()
 }
 
 /// Pagination state of a listing.
@@ -121,4 +135,30 @@ mod tests {
     fn encodes() {
         assert_eq!(urlencode("a b&c=d/é"), "a%20b%26c%3Dd%2F%C3%A9");
     }
+}
+
+/// A quota bar's value: `used` of `limit` (same unit; `limit` ≤ 0 means no bar) as a whole
+/// percentage clamped to 0..=100.
+pub fn percent(used: i64, limit: i64) -> Option<i64> {
+    if limit <= 0 {
+        return None;
+    }
+    Some((used.max(0).saturating_mul(100) / limit).clamp(0, 100))
+}
+
+/// "Really delete …?": the confirmation every delete goes through (a form, no script).
+#[derive(Template)]
+#[template(path = "confirm.html")]
+pub struct ConfirmPage {
+    pub nav: Nav,
+    pub title: String,
+    pub message: String,
+    /// Warnings shown above the button.
+    pub notes: Vec<String>,
+    /// Where the form posts.
+    pub action: String,
+    /// Hidden fields identifying the item.
+    pub hidden: Vec<(String, String)>,
+    pub button: String,
+    pub cancel: String,
 }

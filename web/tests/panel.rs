@@ -13,6 +13,9 @@ use postern_web::{AppState, Db, PanelConfig, app, cli, connect};
 use sqlx::Row;
 use tower::ServiceExt;
 
+#[path = "support/peers.rs"]
+mod peers;
+
 const ADMIN: &str = "admin@example.net";
 const ADMIN_PW: &str = "correct horse battery";
 const CLIENT: [u8; 4] = [192, 0, 2, 1];
@@ -27,9 +30,36 @@ fn config() -> PanelConfig {
     PanelConfig::default().with_default_alias_target("postmaster@example.net")
 }
 
-async fn setup() -> Env {
+/// The database engines every handler test runs against.
+#[derive(Clone, Copy, Debug)]
+enum Backend {
+    Sqlite,
+    Postgres,
+    MariaDb,
+}
+
+/// Run each listed `async fn name(b: Backend)` once per engine, as `name::sqlite`,
+/// `name::postgres` and `name::mariadb`.
+macro_rules! each_engine {
+    ($($name:ident),* $(,)?) => { $(
+        mod $name {
+            #[tokio::test]
+            async fn sqlite() { super::$name(super::Backend::Sqlite).await }
+            #[tokio::test]
+            async fn postgres() { super::$name(super::Backend::Postgres).await }
+            #[tokio::test]
+            async fn mariadb() { super::$name(super::Backend::MariaDb).await }
+        }
+    )* };
+}
+
+async fn setup(b: Backend) -> Env {
     let dir = tempfile::tempdir().expect("tempdir");
-    let url = format!("sqlite://{}", dir.path().join("panel.db").display());
+    let url = match b {
+        Backend::Sqlite => format!("sqlite://{}", dir.path().join("panel.db").display()),
+        Backend::Postgres => peers::fresh_database(peers::Peer::Postgres).await,
+        Backend::MariaDb => peers::fresh_database(peers::Peer::MariaDb).await,
+    };
     let db = connect(&url).await.expect("connect");
     let out = cli_run(
         &db,
@@ -167,8 +197,18 @@ fn is_datetime(s: &str) -> bool {
     chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S").is_ok()
 }
 
-async fn rows(db: &Db, sql: &'static str) -> Vec<sqlx::any::AnyRow> {
-    sqlx::query(sql).fetch_all(&db.pool).await.expect("query")
+/// Rows of `sql`, written in the panel's neutral dialect (`BOOL()`, `TSTEXT()`, `$n`; `LOGTS`
+/// names `log.timestamp`).
+async fn rows(db: &Db, sql: &str) -> Vec<sqlx::any::AnyRow> {
+    let ts = match db.engine {
+        postern_web::Engine::MySql => "`timestamp`",
+        _ => "\"timestamp\"",
+    };
+    let sql = sql.replace("LOGTS", ts);
+    sqlx::query(db.engine.sql(&sql))
+        .fetch_all(&db.pool)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
 }
 
 fn s(r: &sqlx::any::AnyRow, c: &str) -> String {
@@ -183,9 +223,8 @@ fn i(r: &sqlx::any::AnyRow, c: &str) -> i64 {
 
 // ---------------------------------------------------------------------------------------------
 
-#[tokio::test]
-async fn wrong_password_is_refused() {
-    let env = setup().await;
+async fn wrong_password_is_refused(b: Backend) {
+    let env = setup(b).await;
     let page = send(&env.app, Method::GET, "/login", None, None).await;
     let anon = session_cookie(&page.headers).expect("cookie");
     let csrf = csrf_of(&page.body);
@@ -234,9 +273,8 @@ async fn wrong_password_is_refused() {
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
 }
 
-#[tokio::test]
-async fn login_works_and_pages_carry_security_headers() {
-    let env = setup().await;
+async fn login_works_and_pages_carry_security_headers(b: Backend) {
+    let env = setup(b).await;
     let (cookie, csrf) = login(&env.app, ADMIN, ADMIN_PW).await;
     let r = send(&env.app, Method::GET, "/domains", Some(&cookie), None).await;
     assert_eq!(r.status, StatusCode::OK);
@@ -282,9 +320,8 @@ async fn login_works_and_pages_carry_security_headers() {
     assert_eq!(after.status, StatusCode::SEE_OTHER);
 }
 
-#[tokio::test]
-async fn post_without_csrf_is_forbidden() {
-    let env = setup().await;
+async fn post_without_csrf_is_forbidden(b: Backend) {
+    let env = setup(b).await;
     let (cookie, csrf) = login(&env.app, ADMIN, ADMIN_PW).await;
     let mut form = domain_form(&csrf, "example.com");
     form.remove(0);
@@ -328,9 +365,8 @@ async fn post_without_csrf_is_forbidden() {
     );
 }
 
-#[tokio::test]
-async fn forms_write_postfixadmin_rows() {
-    let env = setup().await;
+async fn forms_write_postfixadmin_rows(b: Backend) {
+    let env = setup(b).await;
     let (cookie, csrf) = login(&env.app, ADMIN, ADMIN_PW).await;
 
     let r = send(
@@ -343,7 +379,7 @@ async fn forms_write_postfixadmin_rows() {
     .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
 
-    let d = rows(&env.db, "SELECT domain, description, aliases, mailboxes, maxquota, quota, transport, backupmx, active, password_expiry, CAST(created AS TEXT) AS created, CAST(modified AS TEXT) AS modified FROM domain WHERE domain <> 'ALL'").await;
+    let d = rows(&env.db, "SELECT domain, description, aliases, mailboxes, maxquota, quota, transport, BOOL(backupmx) AS backupmx, BOOL(active) AS active, password_expiry, TSTEXT(created) AS created, TSTEXT(modified) AS modified FROM domain WHERE domain <> 'ALL'").await;
     assert_eq!(d.len(), 1);
     let d = &d[0];
     assert_eq!(s(d, "domain"), "example.com");
@@ -364,7 +400,7 @@ async fn forms_write_postfixadmin_rows() {
 
     let aliases = rows(
         &env.db,
-        "SELECT address, goto, domain, active FROM alias ORDER BY address",
+        "SELECT address, goto, domain, BOOL(active) AS active FROM alias ORDER BY address",
     )
     .await;
     let got: Vec<(String, String, String, i64)> = aliases
@@ -412,7 +448,7 @@ async fn forms_write_postfixadmin_rows() {
     .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
 
-    let m = rows(&env.db, "SELECT username, password, name, maildir, quota, local_part, domain, active, CAST(created AS TEXT) AS created, CAST(modified AS TEXT) AS modified, CAST(password_expiry AS TEXT) AS password_expiry FROM mailbox").await;
+    let m = rows(&env.db, "SELECT username, password, name, maildir, quota, local_part, domain, BOOL(active) AS active, TSTEXT(created) AS created, TSTEXT(modified) AS modified, TSTEXT(password_expiry) AS password_expiry FROM mailbox").await;
     assert_eq!(m.len(), 1);
     let m = &m[0];
     assert_eq!(s(m, "username"), "john.doe@example.com");
@@ -436,7 +472,7 @@ async fn forms_write_postfixadmin_rows() {
 
     let own = rows(
         &env.db,
-        "SELECT goto, domain, active FROM alias WHERE address = 'john.doe@example.com'",
+        "SELECT goto, domain, BOOL(active) AS active FROM alias WHERE address = 'john.doe@example.com'",
     )
     .await;
     assert_eq!(own.len(), 1, "the mailbox's own alias row");
@@ -449,7 +485,7 @@ async fn forms_write_postfixadmin_rows() {
         ("john.doe@example.com".into(), "example.com".into(), 1)
     );
 
-    let log = rows(&env.db, "SELECT CAST(timestamp AS TEXT) AS timestamp, username, domain, action, data FROM log WHERE action LIKE 'create_domain' OR action = 'create_mailbox' ORDER BY id").await;
+    let log = rows(&env.db, "SELECT TSTEXT(LOGTS) AS timestamp, username, domain, action, data FROM log WHERE action LIKE 'create_domain' OR action = 'create_mailbox' ORDER BY id").await;
     let got: Vec<(String, String, String, String)> = log
         .iter()
         .map(|r| {
@@ -503,9 +539,8 @@ async fn forms_write_postfixadmin_rows() {
     );
 }
 
-#[tokio::test]
-async fn refused_mailbox_form_keeps_input_and_shows_errors() {
-    let env = setup().await;
+async fn refused_mailbox_form_keeps_input_and_shows_errors(b: Backend) {
+    let env = setup(b).await;
     let (cookie, csrf) = login(&env.app, ADMIN, ADMIN_PW).await;
     let r = send(
         &env.app,
@@ -620,15 +655,15 @@ async fn refused_mailbox_form_keeps_input_and_shows_errors() {
 /// hashes differ by nature).
 async fn snapshot(db: &Db) -> Vec<String> {
     let mut out = Vec::new();
-    for r in rows(db, "SELECT domain, description, aliases, mailboxes, maxquota, quota, transport, backupmx, active, password_expiry FROM domain WHERE domain <> 'ALL' ORDER BY domain").await {
+    for r in rows(db, "SELECT domain, description, aliases, mailboxes, maxquota, quota, transport, BOOL(backupmx) AS backupmx, BOOL(active) AS active, password_expiry FROM domain WHERE domain <> 'ALL' ORDER BY domain").await {
         out.push(format!("domain {} {} {} {} {} {} {} {} {} {}", s(&r, "domain"), s(&r, "description"), i(&r, "aliases"), i(&r, "mailboxes"), i(&r, "maxquota"), i(&r, "quota"), s(&r, "transport"), i(&r, "backupmx"), i(&r, "active"), i(&r, "password_expiry")));
     }
-    for r in rows(db, "SELECT username, name, maildir, quota, local_part, domain, active FROM mailbox ORDER BY username").await {
+    for r in rows(db, "SELECT username, name, maildir, quota, local_part, domain, BOOL(active) AS active FROM mailbox ORDER BY username").await {
         out.push(format!("mailbox {} {} {} {} {} {} {}", s(&r, "username"), s(&r, "name"), s(&r, "maildir"), i(&r, "quota"), s(&r, "local_part"), s(&r, "domain"), i(&r, "active")));
     }
     for r in rows(
         db,
-        "SELECT address, goto, domain, active FROM alias ORDER BY address",
+        "SELECT address, goto, domain, BOOL(active) AS active FROM alias ORDER BY address",
     )
     .await
     {
@@ -656,9 +691,8 @@ async fn snapshot(db: &Db) -> Vec<String> {
     out
 }
 
-#[tokio::test]
-async fn cli_writes_the_same_rows_as_the_forms() {
-    let web = setup().await;
+async fn cli_writes_the_same_rows_as_the_forms(b: Backend) {
+    let web = setup(b).await;
     let (cookie, csrf) = login(&web.app, ADMIN, ADMIN_PW).await;
     let r = send(
         &web.app,
@@ -688,7 +722,7 @@ async fn cli_writes_the_same_rows_as_the_forms() {
     .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
 
-    let cli = setup().await;
+    let cli = setup(b).await;
     let out = cli_run(
         &cli.db,
         &[
@@ -816,7 +850,11 @@ async fn cli_writes_the_same_rows_as_the_forms() {
     assert!(cli_run(&cli.db, &["migrate"], "").await.is_ok());
 
     // The superadmin rows PostfixAdmin's setup writes.
-    let sa = rows(&cli.db, "SELECT username, superadmin, active FROM admin").await;
+    let sa = rows(
+        &cli.db,
+        "SELECT username, BOOL(superadmin) AS superadmin, BOOL(active) AS active FROM admin",
+    )
+    .await;
     assert_eq!(
         (
             s(&sa[0], "username"),
@@ -838,9 +876,8 @@ async fn cli_writes_the_same_rows_as_the_forms() {
     );
 }
 
-#[tokio::test]
-async fn domain_admins_see_only_their_domains_and_lists_search_and_paginate() {
-    let env = setup().await;
+async fn domain_admins_see_only_their_domains_and_lists_search_and_paginate(b: Backend) {
+    let env = setup(b).await;
     for d in ["alpha.example", "beta.example", "gamma.test"] {
         cli_run(&env.db, &["domain", "add", d], "")
             .await
@@ -933,3 +970,19 @@ async fn domain_admins_see_only_their_domains_and_lists_search_and_paginate() {
     let p2 = send(&small, Method::GET, "/domains?page=2", Some(&cookie), None).await;
     assert!(p2.body.contains("gamma.test") && !p2.body.contains("beta.example"));
 }
+
+each_engine!(
+    wrong_password_is_refused,
+    login_works_and_pages_carry_security_headers,
+    post_without_csrf_is_forbidden,
+    forms_write_postfixadmin_rows,
+    refused_mailbox_form_keeps_input_and_shows_errors,
+    cli_writes_the_same_rows_as_the_forms,
+    domain_admins_see_only_their_domains_and_lists_search_and_paginate,
+);
+
+#[path = "panel/pages.rs"]
+mod pages;
+
+#[path = "panel/api.rs"]
+mod api;

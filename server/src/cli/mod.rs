@@ -1,9 +1,13 @@
-//! The admin tools, each `pub fn run` over its argument list: postconf, postmap (and, from other
-//! modules, postqueue/postsuper/… as they land). Shared here: `-c DIR` / `MAIL_CONFIG` handling
+//! The admin tools, each `pub fn run` over its argument list: postconf, postmap, postqueue
+//! (+ mailq), postsuper, postcat, sendmail (+ newaliases). Shared here: `-c DIR` / `MAIL_CONFIG` handling
 //! and Postfix-style getopt. Entry point from main: `dispatch(name, args)`.
 
+pub mod postcat;
 pub mod postconf;
 pub mod postmap;
+pub mod postqueue;
+pub mod postsuper;
+pub mod sendmail;
 
 use std::path::PathBuf;
 

@@ -1,7 +1,8 @@
 //! lmtp(8)/smtp(8) client: one client, two personalities. `Personality::Lmtp` greets with
 //! LHLO and reads one reply per accepted recipient after the final dot (RFC 2033 §4.2);
-//! `Personality::Smtp` greets with EHLO and reads one reply for the whole transaction. The SMTP
-//! transport (MX lookup, TLS) is a later issue and will reuse `Session` as it is.
+//! `Personality::Smtp` greets with EHLO (HELO when EHLO is refused) and reads one reply for the
+//! whole transaction. The smtp transport (`smtp.rs`: MX lookup, next-host fallback) connects and
+//! hands the stream to `run_on` with `ClientOpts` (HELO name, STARTTLS policy).
 //!
 //! Nexthops: `unix:/path`, `unix:private/dovecot-lmtp` (relative to `queue_directory`),
 //! `inet:host:port`, `host:port`, `[host]:port`, `host` (port 24 for LMTP, 25 for SMTP).
@@ -9,14 +10,20 @@
 //! recipient, DATA with dot-stuffing and CRLF line ends, QUIT. With PIPELINING the MAIL, RCPT
 //! and DATA commands go out in one write (RFC 2920). Timeouts are Postfix's `lmtp_*_timeout`
 //! parameters. An address with a CR, LF or other control character is never written into a
-//! command: that recipient fails permanently. Outcomes: 2xx sent, 4xx / connection refused /
+//! command: that recipient fails permanently. A server whose SIZE limit is below the message
+//! size is refused early (5.3.4, no MAIL sent); a non-ASCII envelope goes out with SMTPUTF8 or
+//! bounces (5.6.7) where the server lacks it. STARTTLS (RFC 3207): sent when offered and the
+//! policy asks; response bytes pipelined after the `220` are a protocol error (never read as
+//! TLS-protected data, CVE-2011-0411's client side); after the handshake the EHLO is repeated and
+//! the old capabilities forgotten. Outcomes: 2xx sent, 4xx / connection refused /
 //! timeout / lost connection deferred, 5xx bounced; the text keeps the remote reply
 //! (`host X said: 550 5.1.1 … (in reply to RCPT TO command)`).
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufStream};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 
 use super::{Outcome, Request};
 use crate::config::{self, Config};
@@ -218,7 +225,7 @@ fn unsafe_address(addr: &str) -> bool {
     addr.chars().any(|c| c.is_control() || c == '<' || c == '>')
 }
 
-trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+pub(crate) trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
 
 /// Why a session step failed (not a reply: those are `Reply` values).
@@ -231,7 +238,7 @@ enum Broken {
 
 /// An open connection with the reply reader.
 struct Session {
-    stream: BufStream<Box<dyn Stream>>,
+    stream: BufReader<Box<dyn Stream>>,
     relay: String,
 }
 
@@ -283,8 +290,9 @@ impl Session {
 }
 
 /// Postfix's timeouts for one personality.
-struct Timeouts {
-    connect: Option<Duration>,
+pub(crate) struct Timeouts {
+    pub(crate) connect: Option<Duration>,
+    starttls: Duration,
     helo: Duration,
     mail: Duration,
     rcpt: Duration,
@@ -302,12 +310,13 @@ fn time_param(cfg: &Config, name: &str, default: u64) -> Duration {
 }
 
 impl Timeouts {
-    fn from_config(cfg: &Config, p: Personality) -> Timeouts {
+    pub(crate) fn from_config(cfg: &Config, p: Personality) -> Timeouts {
         let pre = p.prefix();
         let connect_default = if p == Personality::Lmtp { 0 } else { 30 };
         let connect = time_param(cfg, &format!("{pre}_connect_timeout"), connect_default);
         Timeouts {
             connect: (!connect.is_zero()).then_some(connect),
+            starttls: time_param(cfg, &format!("{pre}_starttls_timeout"), 300),
             helo: time_param(
                 cfg,
                 &format!(
@@ -327,7 +336,7 @@ impl Timeouts {
 }
 
 /// `Connection refused` rather than `Connection refused (os error 111)`.
-fn io_text(e: &std::io::Error) -> String {
+pub(crate) fn io_text(e: &std::io::Error) -> String {
     let s = e.to_string();
     match s.find(" (os error") {
         Some(i) => s.get(..i).unwrap_or(&s).to_string(),
@@ -406,6 +415,8 @@ struct Tracker {
     setup: Duration,
     /// The connection was lost, timed out or spoke garbage: no QUIT.
     broken: bool,
+    /// The TLS handshake failed where the policy allows plaintext: reconnect without TLS.
+    retry_plain: bool,
 }
 
 impl Tracker {
@@ -484,6 +495,7 @@ pub async fn deliver(personality: Personality, cfg: &Config, req: &Request) -> V
         remote: None,
         setup: Duration::ZERO,
         broken: false,
+        retry_plain: false,
     };
 
     if unsafe_address(&req.sender) {
@@ -546,8 +558,14 @@ pub async fn deliver(personality: Personality, cfg: &Config, req: &Request) -> V
     t.relay = relay;
     t.remote = Some(remote);
     let mut s = Session {
-        stream: BufStream::new(stream),
+        stream: BufReader::new(stream),
         relay: t.relay.clone(),
+    };
+    let opts = ClientOpts {
+        helo_name: myhostname.clone(),
+        tls: None,
+        skip_5xx_greeting: false,
+        auth: None,
     };
     run_session(
         personality,
@@ -556,7 +574,7 @@ pub async fn deliver(personality: Personality, cfg: &Config, req: &Request) -> V
         req,
         &wanted,
         &timeouts,
-        &myhostname,
+        &opts,
         started,
     )
     .await;
@@ -578,13 +596,31 @@ async fn run_session(
     req: &Request,
     wanted: &[usize],
     to: &Timeouts,
-    myhostname: &str,
+    opts: &ClientOpts,
     started: Instant,
-) {
+) -> Option<Caps> {
+    let caps = open_session(personality, s, t, to, opts).await?;
+    transact(personality, s, t, req, wanted, to, &caps, started).await;
+    Some(caps)
+}
+
+/// Greeting, EHLO/LHLO, STARTTLS and AUTH: the capabilities to use, or None with the outcomes
+/// set.
+async fn open_session(
+    personality: Personality,
+    s: &mut Session,
+    t: &mut Tracker,
+    to: &Timeouts,
+    opts: &ClientOpts,
+) -> Option<Caps> {
+    let myhostname = opts.helo_name.as_str();
     // Greeting.
     let greeting = match s.read_reply(to.helo).await {
         Ok(r) => r,
-        Err(b) => return t.broken(&b, "receiving the initial server greeting"),
+        Err(b) => {
+            t.broken(&b, "receiving the initial server greeting");
+            return None;
+        }
     };
     if greeting.code / 100 != 2 {
         let text = format!(
@@ -592,38 +628,105 @@ async fn run_session(
             t.relay,
             greeting.one_line()
         );
-        return t.rest(&greeting.status(text), Some(&greeting));
+        let mut status = greeting.status(text);
+        if opts.skip_5xx_greeting && status.code / 100 == 5 {
+            // smtp_skip_5xx_greeting: try the next MX host; the last one defers.
+            status = Status::new(450, &status.dsn.replacen('5', "4", 1), status.text);
+        }
+        t.rest(&status, Some(&greeting));
+        return None;
     }
-    // LHLO / EHLO.
-    let hello = personality.hello();
-    if let Err(b) = s
-        .send(format!("{hello} {myhostname}\r\n").as_bytes(), to.helo)
-        .await
+    let mut caps = hello(personality, s, t, to, myhostname).await?;
+    // STARTTLS (RFC 3207), smtp only.
+    let mut tls_active = false;
+    if let (Personality::Smtp, Some(tls)) = (personality, &opts.tls) {
+        if caps.has("STARTTLS") {
+            match starttls(s, t, to, tls).await {
+                StartTls::Done => {
+                    // RFC 3207 §4.2: forget everything learned before TLS and greet again.
+                    caps = hello(personality, s, t, to, myhostname).await?;
+                    tls_active = true;
+                }
+                StartTls::Plain => {}
+                StartTls::Failed => return None,
+            }
+        } else if tls.required {
+            t.rest(
+                &Status::new(
+                    451,
+                    "4.7.4",
+                    format!("TLS is required, but was not offered by host {}", t.relay),
+                ),
+                None,
+            );
+            return None;
+        }
+    }
+    if let (Personality::Smtp, Some(sasl)) = (personality, &opts.auth)
+        && !authenticate(s, t, to, &caps, sasl, tls_active).await
     {
-        return t.broken(&b, &format!("sending {hello}"));
+        return None;
     }
-    let caps = match s.read_reply(to.helo).await {
-        Ok(r) if r.code / 100 == 2 => r,
-        Ok(r) => return t.rest_reply(&r, hello),
-        Err(b) => return t.broken(&b, &format!("performing the {hello} handshake")),
-    };
-    let has = |name: &str| {
-        caps.lines.iter().skip(1).any(|l| {
-            l.split_whitespace()
-                .next()
-                .is_some_and(|w| w.eq_ignore_ascii_case(name))
-        })
-    };
+    Some(caps)
+}
+
+/// MAIL, RCPT, DATA and the message on an open session with these capabilities.
+#[allow(clippy::too_many_arguments)]
+async fn transact(
+    personality: Personality,
+    s: &mut Session,
+    t: &mut Tracker,
+    req: &Request,
+    wanted: &[usize],
+    to: &Timeouts,
+    caps: &Caps,
+    started: Instant,
+) {
+    let has = |name: &str| caps.has(name);
+    // RFC 1870: refuse early when the server says the message is too big.
+    if let Some(limit) = caps.size_limit()
+        && limit > 0
+        && req.content.len() as u64 > limit
+    {
+        return t.rest(
+            &Status::new(
+                552,
+                "5.3.4",
+                format!(
+                    "message size {} exceeds size limit {limit} of server {}",
+                    req.content.len(),
+                    t.relay
+                ),
+            ),
+            None,
+        );
+    }
     let pipelining = has("PIPELINING");
     let eight_bit = has("8BITMIME") && req.content.iter().any(|b| *b >= 0x80);
     t.setup = started.elapsed();
 
+    // RFC 6531: a non-ASCII envelope needs SMTPUTF8; without it the mail cannot go this way.
+    let utf8 = !req.sender.is_ascii()
+        || wanted
+            .iter()
+            .filter_map(|i| req.recipients.get(*i))
+            .any(|r| !r.address.is_ascii());
+    if utf8 && !has("SMTPUTF8") {
+        let text = format!(
+            "SMTPUTF8 is required, but was not offered by host {}",
+            t.relay
+        );
+        return t.rest(&Status::new(550, "5.6.7", text), None);
+    }
     let mut mail = format!("MAIL FROM:<{}>", req.sender);
     if has("SIZE") {
         mail.push_str(&format!(" SIZE={}", req.content.len()));
     }
     if eight_bit {
         mail.push_str(" BODY=8BITMIME");
+    }
+    if utf8 {
+        mail.push_str(" SMTPUTF8");
     }
     mail.push_str("\r\n");
     let rcpt_cmds: Vec<String> = wanted
@@ -746,6 +849,452 @@ async fn run_session(
             ),
         },
     }
+}
+
+/// The server's EHLO/LHLO capabilities (empty after a HELO).
+struct Caps(Vec<String>);
+
+impl Caps {
+    fn has(&self, name: &str) -> bool {
+        self.0.iter().any(|l| {
+            l.split_whitespace()
+                .next()
+                .is_some_and(|w| w.eq_ignore_ascii_case(name))
+        })
+    }
+    /// `SIZE 10240000` → 10240000; `SIZE` alone → None.
+    fn size_limit(&self) -> Option<u64> {
+        self.0.iter().find_map(|l| {
+            let mut w = l.split_whitespace();
+            w.next()
+                .filter(|k| k.eq_ignore_ascii_case("SIZE"))
+                .and_then(|_| w.next())
+                .and_then(|n| n.parse().ok())
+        })
+    }
+}
+
+/// SASL AUTH (RFC 4954) with PLAIN (RFC 4616) or LOGIN; false when the outcomes are set.
+/// A server that offers no AUTH gets the mail unauthenticated, as with Postfix.
+async fn authenticate(
+    s: &mut Session,
+    t: &mut Tracker,
+    to: &Timeouts,
+    caps: &Caps,
+    sasl: &SaslClient,
+    tls_active: bool,
+) -> bool {
+    use base64::Engine;
+    let b64 = |v: &[u8]| base64::engine::general_purpose::STANDARD.encode(v);
+    let offered: Vec<String> = caps
+        .0
+        .iter()
+        .filter_map(|l| {
+            let mut w = l.split(|c: char| c.is_whitespace() || c == '=');
+            w.next()
+                .filter(|k| k.eq_ignore_ascii_case("AUTH"))
+                .map(|_| w.map(|m| m.to_ascii_uppercase()).collect::<Vec<_>>())
+        })
+        .flatten()
+        .collect();
+    if offered.is_empty() {
+        tracing::info!("{}: server offers no AUTH; sending without SASL", t.relay);
+        return true;
+    }
+    let noplaintext = if tls_active {
+        sasl.tls_noplaintext
+    } else {
+        sasl.noplaintext
+    };
+    let mech = ["PLAIN", "LOGIN"]
+        .into_iter()
+        .find(|m| offered.iter().any(|o| o == m));
+    let Some(mech) = mech.filter(|_| !noplaintext) else {
+        let text = format!(
+            "SASL authentication failed; cannot authenticate to server {}: no mechanism available",
+            t.relay
+        );
+        t.rest(&Status::new(451, "4.7.0", text), None);
+        return false;
+    };
+    let first = if mech == "PLAIN" {
+        let mut token = vec![0u8];
+        token.extend_from_slice(sasl.user.as_bytes());
+        token.push(0);
+        token.extend_from_slice(sasl.pass.as_bytes());
+        format!("AUTH PLAIN {}\r\n", b64(&token))
+    } else {
+        "AUTH LOGIN\r\n".to_string()
+    };
+    let mut steps = vec![first];
+    if mech == "LOGIN" {
+        steps.push(format!("{}\r\n", b64(sasl.user.as_bytes())));
+        steps.push(format!("{}\r\n", b64(sasl.pass.as_bytes())));
+    }
+    let last = steps.len() - 1;
+    for (n, step) in steps.iter().enumerate() {
+        if let Err(b) = s.send(step.as_bytes(), to.helo).await {
+            t.broken(&b, "sending AUTH");
+            return false;
+        }
+        let r = match s.read_reply(to.helo).await {
+            Ok(r) => r,
+            Err(b) => {
+                t.broken(&b, "performing SASL authentication");
+                return false;
+            }
+        };
+        let want = if n == last { 235 } else { 334 };
+        if r.code != want {
+            // smtp_sasl_auth_soft_bounce (default yes): an authentication failure defers.
+            let text = format!(
+                "SASL authentication failed; server {} said: {}",
+                t.relay,
+                r.one_line()
+            );
+            let dsn = r
+                .enhanced()
+                .map(|d| d.replacen('5', "4", 1))
+                .unwrap_or_else(|| "4.7.0".into());
+            t.rest(&Status::new(451, &dsn, text), Some(&r));
+            return false;
+        }
+    }
+    true
+}
+
+/// LHLO, or EHLO with the HELO fallback when EHLO is refused (RFC 5321 §3.2).
+async fn hello(
+    personality: Personality,
+    s: &mut Session,
+    t: &mut Tracker,
+    to: &Timeouts,
+    name: &str,
+) -> Option<Caps> {
+    let cmd = personality.hello();
+    if let Err(b) = s
+        .send(format!("{cmd} {name}\r\n").as_bytes(), to.helo)
+        .await
+    {
+        t.broken(&b, &format!("sending {cmd}"));
+        return None;
+    }
+    match s.read_reply(to.helo).await {
+        Ok(r) if r.code / 100 == 2 => return Some(Caps(r.lines.into_iter().skip(1).collect())),
+        Ok(r) if personality == Personality::Smtp && r.code / 100 == 5 => {}
+        Ok(r) => {
+            t.rest_reply(&r, cmd);
+            return None;
+        }
+        Err(b) => {
+            t.broken(&b, &format!("performing the {cmd} handshake"));
+            return None;
+        }
+    }
+    if let Err(b) = s.send(format!("HELO {name}\r\n").as_bytes(), to.helo).await {
+        t.broken(&b, "sending HELO");
+        return None;
+    }
+    match s.read_reply(to.helo).await {
+        Ok(r) if r.code / 100 == 2 => Some(Caps(Vec::new())),
+        Ok(r) => {
+            t.rest_reply(&r, "HELO");
+            None
+        }
+        Err(b) => {
+            t.broken(&b, "performing the HELO handshake");
+            None
+        }
+    }
+}
+
+/// How the smtp client protects one session.
+#[derive(Clone)]
+pub(crate) struct TlsClient {
+    pub(crate) config: Arc<rustls::ClientConfig>,
+    /// The name the certificate is checked against (verify/secure), or any name (may/encrypt).
+    pub(crate) server_name: rustls_pki_types::ServerName<'static>,
+    /// encrypt/verify/secure: no plaintext fallback.
+    pub(crate) required: bool,
+    /// For the log: "Verified" (certificate checked) or "Untrusted".
+    pub(crate) verified: bool,
+}
+
+/// Client settings beyond the timeouts.
+#[derive(Clone)]
+pub(crate) struct ClientOpts {
+    pub(crate) helo_name: String,
+    pub(crate) tls: Option<TlsClient>,
+    pub(crate) skip_5xx_greeting: bool,
+    /// smtp_sasl_auth_enable with credentials for this server.
+    pub(crate) auth: Option<SaslClient>,
+}
+
+/// SASL client credentials and the mechanism policy (`smtp_sasl_*security_options`).
+#[derive(Clone)]
+pub(crate) struct SaslClient {
+    pub(crate) user: String,
+    pub(crate) pass: String,
+    /// `noplaintext` without TLS / over TLS: PLAIN and LOGIN are not allowed.
+    pub(crate) noplaintext: bool,
+    pub(crate) tls_noplaintext: bool,
+}
+
+enum StartTls {
+    Done,
+    /// Refused where plaintext is allowed: carry on in plaintext.
+    Plain,
+    /// Outcomes are set (and `retry_plain` when a reconnect without TLS may help).
+    Failed,
+}
+
+async fn starttls(s: &mut Session, t: &mut Tracker, to: &Timeouts, tls: &TlsClient) -> StartTls {
+    if let Err(b) = s.send(b"STARTTLS\r\n", to.starttls).await {
+        t.broken(&b, "sending STARTTLS");
+        return StartTls::Failed;
+    }
+    let r = match s.read_reply(to.starttls).await {
+        Ok(r) => r,
+        Err(b) => {
+            t.broken(&b, "sending STARTTLS");
+            return StartTls::Failed;
+        }
+    };
+    if r.code != 220 {
+        if !tls.required {
+            return StartTls::Plain;
+        }
+        let text = format!(
+            "TLS is required, but host {} refused to start TLS: {}",
+            t.relay,
+            r.one_line()
+        );
+        t.rest(&Status::new(451, "4.7.5", text), Some(&r));
+        return StartTls::Failed;
+    }
+    // Bytes after the 220 were sent before TLS: acting on them would be the plaintext
+    // injection of CVE-2011-0411 in reverse. Give up on this connection.
+    if !s.stream.buffer().is_empty() {
+        t.broken(
+            &Broken::Protocol("unexpected data after the STARTTLS reply".into()),
+            "starting TLS",
+        );
+        return StartTls::Failed;
+    }
+    let placeholder: Box<dyn Stream> = Box::new(tokio::io::duplex(1).0);
+    let plain = std::mem::replace(&mut s.stream, BufReader::new(placeholder)).into_inner();
+    let connector = tokio_rustls::TlsConnector::from(tls.config.clone());
+    let handshake = connector.connect(tls.server_name.clone(), plain);
+    match tokio::time::timeout(to.starttls, handshake).await {
+        Ok(Ok(stream)) => {
+            let (_, conn) = stream.get_ref();
+            tracing::info!(
+                "{} TLS connection established to {}: {:?} with cipher {:?}",
+                if tls.verified {
+                    "Verified"
+                } else {
+                    "Untrusted"
+                },
+                t.relay,
+                conn.protocol_version(),
+                conn.negotiated_cipher_suite().map(|c| c.suite()),
+            );
+            s.stream = BufReader::new(Box::new(stream));
+            StartTls::Done
+        }
+        Ok(Err(e)) => {
+            t.broken = true;
+            t.retry_plain = !tls.required;
+            let text = format!("Cannot start TLS: handshake failure with {}: {e}", t.relay);
+            t.rest(&Status::new(451, "4.7.5", text), None);
+            StartTls::Failed
+        }
+        Err(_) => {
+            t.broken = true;
+            t.retry_plain = !tls.required;
+            let text = format!("TLS handshake with {} timed out", t.relay);
+            t.rest(&Status::new(451, "4.7.5", text), None);
+            StartTls::Failed
+        }
+    }
+}
+
+/// How one session on an open connection ended.
+pub(crate) struct SessionEnd {
+    /// One outcome per index in `pending`, in that order.
+    pub(crate) outcomes: Vec<(usize, Outcome)>,
+    /// TLS failed before any mail command where plaintext is allowed: try this host again
+    /// without TLS.
+    pub(crate) retry_plain: bool,
+    /// The connection, reset with RSET and ready for the next message (when asked for).
+    pub(crate) idle: Option<Idle>,
+}
+
+/// An open, authenticated (where configured) SMTP session between transactions: what the
+/// connection cache keeps.
+pub(crate) struct Idle {
+    s: Session,
+    caps: Caps,
+    remote: String,
+    /// When the connection was made (for `smtp_connection_reuse_time_limit`).
+    pub(crate) born: Instant,
+}
+
+impl Idle {
+    pub(crate) fn relay(&self) -> &str {
+        &self.s.relay
+    }
+}
+
+fn tracker_for(req: &Request, pending: &[usize], relay: &str, remote: String) -> Tracker {
+    let n = req.recipients.len();
+    let mut t = Tracker {
+        outcomes: vec![None; n],
+        relay: relay.to_string(),
+        remote: Some(remote),
+        setup: Duration::ZERO,
+        broken: false,
+        retry_plain: false,
+    };
+    // Recipients not in `pending` are settled elsewhere: park a placeholder in their slots.
+    let parked = Outcome::local(Status::new(250, "2.0.0", "not in this session"), "none");
+    for (i, slot) in t.outcomes.iter_mut().enumerate() {
+        if !pending.contains(&i) {
+            *slot = Some(parked.clone());
+        }
+    }
+    t
+}
+
+/// Ends a session: RSET to keep it (`keep`, and the dialogue went well) or QUIT.
+async fn end_session(
+    mut s: Session,
+    t: Tracker,
+    pending: &[usize],
+    to: &Timeouts,
+    caps: Option<Caps>,
+    keep: bool,
+    born: Instant,
+) -> SessionEnd {
+    let mut idle = None;
+    if !t.broken {
+        match caps {
+            Some(caps) if keep => {
+                if s.send(b"RSET\r\n", to.quit).await.is_ok()
+                    && matches!(s.read_reply(to.quit.min(Duration::from_secs(10))).await, Ok(r) if r.code / 100 == 2)
+                {
+                    idle = Some(Idle {
+                        remote: t.remote.clone().unwrap_or_default(),
+                        s,
+                        caps,
+                        born,
+                    });
+                }
+            }
+            _ => {
+                if s.send(b"QUIT\r\n", to.quit).await.is_ok() {
+                    let _ = s.read_reply(to.quit.min(Duration::from_secs(5))).await;
+                }
+            }
+        }
+    }
+    let retry_plain = t.retry_plain;
+    let all = t.finish();
+    let outcomes = pending
+        .iter()
+        .filter_map(|i| all.get(*i).map(|o| (*i, o.clone())))
+        .collect();
+    SessionEnd {
+        outcomes,
+        retry_plain,
+        idle,
+    }
+}
+
+/// Runs greeting … QUIT (or RSET when `keep`) on an open connection for the recipients
+/// `pending` (indexes into `req.recipients`, already screened for unsafe characters).
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn run_on(
+    personality: Personality,
+    stream: Box<dyn Stream>,
+    relay: String,
+    remote: String,
+    req: &Request,
+    pending: &[usize],
+    to: &Timeouts,
+    opts: &ClientOpts,
+    started: Instant,
+    keep: bool,
+) -> SessionEnd {
+    let mut t = tracker_for(req, pending, &relay, remote);
+    let mut s = Session {
+        stream: BufReader::new(stream),
+        relay,
+    };
+    let caps = run_session(personality, &mut s, &mut t, req, pending, to, opts, started).await;
+    end_session(s, t, pending, to, caps, keep, started).await
+}
+
+/// One more transaction on a cached session (no greeting, EHLO, TLS or AUTH again).
+pub(crate) async fn run_idle(
+    idle: Idle,
+    req: &Request,
+    pending: &[usize],
+    to: &Timeouts,
+    keep: bool,
+) -> SessionEnd {
+    let Idle {
+        mut s,
+        caps,
+        remote,
+        born,
+    } = idle;
+    let mut t = tracker_for(req, pending, &s.relay.clone(), remote);
+    transact(
+        Personality::Smtp,
+        &mut s,
+        &mut t,
+        req,
+        pending,
+        to,
+        &caps,
+        Instant::now(),
+    )
+    .await;
+    end_session(s, t, pending, to, Some(caps), keep, born).await
+}
+
+/// Screens the envelope: the sender and each recipient must be safe to put in a command.
+/// Returns the settled outcomes (bounces) and the indexes still to deliver.
+pub(crate) fn screen(req: &Request) -> (Vec<Option<Outcome>>, Vec<usize>) {
+    let n = req.recipients.len();
+    let mut out: Vec<Option<Outcome>> = vec![None; n];
+    if unsafe_address(&req.sender) {
+        let st = Status::new(
+            550,
+            "5.1.7",
+            "bad sender address syntax: control character in address",
+        );
+        return (vec![Some(Outcome::local(st, "none")); n], Vec::new());
+    }
+    let mut wanted = Vec::new();
+    for (i, r) in req.recipients.iter().enumerate() {
+        if unsafe_address(&r.address) || r.address.is_empty() {
+            if let Some(slot) = out.get_mut(i) {
+                *slot = Some(Outcome::local(
+                    Status::new(
+                        550,
+                        "5.1.3",
+                        "bad recipient address syntax: control character in address",
+                    ),
+                    "none",
+                ));
+            }
+        } else {
+            wanted.push(i);
+        }
+    }
+    (out, wanted)
 }
 
 #[cfg(test)]
@@ -1091,7 +1640,7 @@ mod tests {
                 held.push(s);
             }
         });
-        let cfg = test_config(dir.path(), "lmtp_helo_timeout = 1s\n");
+        let cfg = test_config(dir.path(), "lmtp_lhlo_timeout = 1s\n");
         let out = deliver(
             Personality::Lmtp,
             &cfg,

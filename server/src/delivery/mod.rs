@@ -3,6 +3,7 @@
 //! retries or bounces (that is `qmgr`) and never touch the queue.
 //!
 //! * `lmtp` — the LMTP client; the same code is the SMTP client's core (`Personality`).
+//! * `smtp` — smtp(8) for the `smtp` and `relay` services: MX routing, TLS policy, fallback.
 //! * `virtual` — virtual(8): Maildir delivery under `virtual_mailbox_base`.
 //! * `discard`, `error` — discard(8) and error(8)/retry(8).
 //!
@@ -11,6 +12,7 @@
 pub mod discard;
 pub mod error;
 pub mod lmtp;
+pub mod smtp;
 #[cfg(test)]
 pub(crate) mod testkit;
 pub mod r#virtual;
@@ -96,6 +98,8 @@ impl Outcome {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Agent {
     Lmtp,
+    /// smtp(8): the `smtp` and `relay` services (both run the `smtp` command).
+    Smtp,
     Virtual,
     Discard,
     /// error(8); `retry` = the `retry` service, which defers instead of bouncing.
@@ -110,6 +114,7 @@ impl Agent {
     pub fn for_service(svc: &Service) -> Agent {
         match svc.command.as_str() {
             "lmtp" => Agent::Lmtp,
+            "smtp" => Agent::Smtp,
             "virtual" => Agent::Virtual,
             "discard" => Agent::Discard,
             "error" => Agent::Error {
@@ -131,6 +136,7 @@ pub async fn deliver<R: Router>(
 ) -> Vec<Outcome> {
     let out = match agent {
         Agent::Lmtp => lmtp::deliver(lmtp::Personality::Lmtp, cfg, req).await,
+        Agent::Smtp => smtp::deliver(cfg, req).await,
         Agent::Virtual => r#virtual::deliver(cfg, router, req).await,
         Agent::Discard => discard::deliver(req),
         Agent::Error { retry } => error::deliver(req, *retry),

@@ -1,10 +1,15 @@
 //! Lookup tables in Postfix's `type:name` notation: opening (`Maps::open`, shared per spec),
 //! single-key lookups (`Table::lookup`), lists searched in order (`TableList`), the address key
 //! order of mail_addr_find (compat-specs §3.5.1, `TableList::find_addr`) and domain lists
-//! (`DomainList`, §3.5.2). A failed lookup is `MapError::Retry` — never "not found".
+//! (`DomainList`, §3.5.2). A failed lookup is `MapError::Retry` — never "not found"; failures
+//! are never cached, answers (positive and negative) of SQL/LDAP tables are, for
+//! `postern_map_cache_ttl`. Pattern tables (`regexp:`, `pcre:`, `cidr:`) see only the full key of
+//! an address or domain search, as in Postfix (they are not `DICT_FLAG_FIXED`).
 
 pub mod expand;
 pub mod file;
+pub mod ldap;
+pub mod pattern;
 pub mod sql;
 
 use std::collections::HashMap;
@@ -53,6 +58,28 @@ impl DomainFilter {
             domains: domains.into_iter().map(|d| d.to_lowercase()).collect(),
         }
     }
+    /// A table file's `domain = …` value: names and `/file/name`s (names separated by space,
+    /// comma or newline; `#` comments). `type:table` entries are refused (not supported yet).
+    pub fn parse(value: &str) -> Result<DomainFilter, String> {
+        let mut names = Vec::new();
+        for item in maincf::split_list(value) {
+            if item.starts_with('/') {
+                let text = std::fs::read_to_string(&item).map_err(|e| format!("{item}: {e}"))?;
+                for line in text.lines() {
+                    let line = line.split('#').next().unwrap_or("");
+                    names.extend(maincf::split_list(line));
+                }
+            } else if is_table_spec(&item) {
+                return Err(format!(
+                    "domain = {item}: lookup tables are not supported here"
+                ));
+            } else {
+                names.push(item);
+            }
+        }
+        Ok(DomainFilter::new(names))
+    }
+
     pub fn allows(&self, key: &str) -> bool {
         match key.rsplit_once('@') {
             Some((local, domain)) if !local.is_empty() => {
@@ -67,7 +94,9 @@ impl DomainFilter {
 enum Kind {
     Fixed(file::FixedTable),
     Static(String),
-    Sqlite(sql::SqliteTable),
+    Pattern(pattern::PatternTable),
+    Sql(sql::SqlTable),
+    Ldap(ldap::LdapTable),
 }
 
 /// One opened table.
@@ -89,16 +118,28 @@ impl Table {
         &self.spec
     }
 
+    /// A pattern table (regexp, pcre, cidr): matched once against the whole key; partial keys
+    /// (`user@domain` without extension, `@domain`, parent domains) are not asked.
+    pub fn is_pattern(&self) -> bool {
+        matches!(self.kind, Kind::Pattern(_))
+    }
+
     /// Looks up one key as given (callers fold case where Postfix does).
     pub async fn lookup(&self, key: &str) -> Result<Option<String>, MapError> {
         match &self.kind {
             Kind::Fixed(t) => Ok(t.get(&key.to_lowercase()).map(str::to_string)),
             Kind::Static(v) => Ok(Some(v.clone())),
-            Kind::Sqlite(t) => {
+            Kind::Pattern(t) => Ok(t.get(key)),
+            Kind::Sql(_) | Kind::Ldap(_) => {
                 if let Some(hit) = self.cached(key) {
                     return Ok(hit);
                 }
-                let answer = t.lookup(key).await?;
+                // An error returns here, before `remember`: failures are never cached.
+                let answer = match &self.kind {
+                    Kind::Sql(t) => t.lookup(key).await?,
+                    Kind::Ldap(t) => t.lookup(key).await?,
+                    _ => None,
+                };
                 self.remember(key, &answer);
                 Ok(answer)
             }
@@ -140,14 +181,24 @@ impl Maps {
         }
     }
 
+    /// Without a main.cf: relative names resolve against `config_dir`; answers of SQL/LDAP
+    /// tables are cached for `cache_ttl` (zero: no cache). For tools and benchmarks.
+    pub fn with_cache(config_dir: &Path, cache_ttl: Duration) -> Maps {
+        Maps {
+            opened: Mutex::new(HashMap::new()),
+            config_dir: config_dir.to_path_buf(),
+            cache_ttl,
+        }
+    }
+
     /// Opens `type:name` (a `proxy:` prefix is accepted and ignored: pooling is always on).
     pub fn open(&self, spec: &str) -> Result<Arc<Table>, MapError> {
         let spec = spec.trim();
         let inner = spec.strip_prefix("proxy:").unwrap_or(spec);
-        if let Ok(opened) = self.opened.lock() {
-            if let Some(t) = opened.get(inner) {
-                return Ok(t.clone());
-            }
+        if let Ok(opened) = self.opened.lock()
+            && let Some(t) = opened.get(inner)
+        {
+            return Ok(t.clone());
         }
         let Some((typ, name)) = inner.split_once(':') else {
             return Err(MapError::config(spec, "expected type:name"));
@@ -176,7 +227,23 @@ impl Maps {
                     .map_or(v, str::trim);
                 (Kind::Static(v.to_string()), false)
             }
-            "sqlite" => (Kind::Sqlite(sql::SqliteTable::open(inner, &path())?), true),
+            "sqlite" => (Kind::Sql(sql::SqlTable::open_sqlite(inner, &path())?), true),
+            "mysql" => (Kind::Sql(sql::SqlTable::open_mysql(inner, &path())?), true),
+            "pgsql" => (Kind::Sql(sql::SqlTable::open_pgsql(inner, &path())?), true),
+            "ldap" => (Kind::Ldap(ldap::LdapTable::open(inner, &path())?), true),
+            "regexp" | "pcre" | "cidr" => {
+                let syntax = match typ {
+                    "regexp" => pattern::Syntax::Regexp,
+                    "pcre" => pattern::Syntax::Pcre,
+                    _ => pattern::Syntax::Cidr,
+                };
+                let t = if name.trim_start().starts_with('{') {
+                    pattern::PatternTable::parse_inline(inner, name, syntax)?
+                } else {
+                    pattern::PatternTable::load(inner, &path(), syntax)?
+                };
+                (Kind::Pattern(t), false)
+            }
             other => {
                 return Err(MapError::config(
                     spec,
@@ -257,6 +324,16 @@ impl TableList {
         Ok(None)
     }
 
+    /// A partial key (derived from the original one) against the fixed-string tables only.
+    pub async fn lookup_partial(&self, key: &str) -> Result<Option<String>, MapError> {
+        for t in self.tables.iter().filter(|t| !t.is_pattern()) {
+            if let Some(v) = t.lookup(key).await? {
+                return Ok(Some(v));
+            }
+        }
+        Ok(None)
+    }
+
     /// mail_addr_find(): `user+ext@dom`, `user@dom`, (`user+ext`, `user` when `local`),
     /// `@dom` — each key tried against every table before the next key. Keys are lower-cased.
     pub async fn find_addr(
@@ -265,8 +342,13 @@ impl TableList {
         delimiter: &str,
         local: bool,
     ) -> Result<Option<AddrMatch>, MapError> {
-        for (key, ext, catchall) in addr_keys(addr, delimiter, local) {
-            if let Some(value) = self.lookup(&key).await? {
+        for (i, (key, ext, catchall)) in addr_keys(addr, delimiter, local).into_iter().enumerate() {
+            let found = if i == 0 {
+                self.lookup(&key).await?
+            } else {
+                self.lookup_partial(&key).await?
+            };
+            if let Some(value) = found {
                 return Ok(Some(AddrMatch {
                     value,
                     unmatched_extension: ext,
@@ -389,7 +471,7 @@ impl DomainList {
         if self.parents {
             let mut rest = domain.as_str();
             while let Some((_, parent)) = rest.split_once('.') {
-                if self.tables.lookup(parent).await?.is_some() {
+                if self.tables.lookup_partial(parent).await?.is_some() {
                     return Ok(true);
                 }
                 rest = parent;
@@ -469,6 +551,98 @@ mod tests {
         let relay =
             DomainList::new(&maps, "inline:{ relay.org=ok }", true, Path::new("/")).expect("opens");
         assert!(relay.contains("sub.relay.org").await.expect("ok"));
+    }
+
+    #[tokio::test]
+    async fn errors_are_never_cached_answers_are() {
+        use sqlx::Executor;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = dir.path().join("t.db");
+        let cf = dir.path().join("t.cf");
+        std::fs::write(
+            &cf,
+            format!(
+                "dbpath = {}\nconnect_timeout = 1\nquery = SELECT goto FROM alias WHERE address='%s'\n",
+                db.display()
+            ),
+        )
+        .expect("write cf");
+        let maps = Maps {
+            cache_ttl: Duration::from_millis(1500),
+            ..Maps::default()
+        };
+        let t = maps
+            .open(&format!("sqlite:{}", cf.display()))
+            .expect("opens");
+        // No database yet: a failure, twice (the first failure was not remembered as absence).
+        for _ in 0..2 {
+            assert!(matches!(t.lookup("a@x").await, Err(MapError::Retry { .. })));
+        }
+        let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}?mode=rwc", db.display()))
+            .await
+            .expect("create db");
+        pool.execute(
+            "CREATE TABLE alias (address TEXT, goto TEXT); INSERT INTO alias VALUES ('a@x', 'b@y')",
+        )
+        .await
+        .expect("fill db");
+        // The database is back: answered at once, then cached (positive and negative).
+        assert_eq!(t.lookup("a@x").await, Ok(Some("b@y".into())));
+        assert_eq!(t.lookup("n@x").await, Ok(None));
+        pool.execute("UPDATE alias SET goto = 'c@z'; INSERT INTO alias VALUES ('n@x', 'm@y')")
+            .await
+            .expect("update db");
+        assert_eq!(t.lookup("a@x").await, Ok(Some("b@y".into())), "cached");
+        assert_eq!(t.lookup("n@x").await, Ok(None), "negative answer cached");
+        // A panel edit is seen once the TTL has passed.
+        tokio::time::sleep(Duration::from_millis(1600)).await;
+        assert_eq!(t.lookup("a@x").await, Ok(Some("c@z".into())));
+        assert_eq!(t.lookup("n@x").await, Ok(Some("m@y".into())));
+    }
+
+    #[tokio::test]
+    async fn pattern_tables_see_only_the_full_key() {
+        let maps = Maps::default();
+        let list = maps
+            .open_list(
+                "regexp:{ {/^a@d\\.org$/ plain}, {/^@/ catchall-re} }, inline:{ @d.org=catch }",
+            )
+            .expect("opens");
+        let m = list
+            .find_addr("a+x@d.org", "+", false)
+            .await
+            .expect("ok")
+            .expect("found");
+        assert_eq!(
+            m.value, "catch",
+            "neither a@d.org nor @d.org goes to the regexp table"
+        );
+        let m = list
+            .find_addr("a@d.org", "+", false)
+            .await
+            .expect("ok")
+            .expect("found");
+        assert_eq!(m.value, "plain");
+    }
+
+    #[test]
+    fn domain_filter_names_and_files() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let f = dir.path().join("domains");
+        std::fs::write(&f, "# ours\nA.example, b.example\nc.example # trailing\n").expect("write");
+        let d = DomainFilter::parse(&format!("x.example {}", f.display())).expect("parses");
+        for (key, ok) in [
+            ("u@a.example", true),
+            ("u@C.EXAMPLE", true),
+            ("u@x.example", true),
+            ("@a.example", false),
+            ("a.example", false),
+            ("u@d.example", false),
+        ] {
+            assert_eq!(d.allows(key), ok, "{key}");
+        }
+        assert!(DomainFilter::parse("hash:/etc/x").is_err());
+        assert!(DomainFilter::parse("/no/such/file").is_err());
     }
 
     #[test]

@@ -17,8 +17,18 @@
 //! Log lines use Postfix's shapes (`ID: from=<…>, size=N, nrcpt=M (queue active)`,
 //! `ID: to=<…>, relay=…, delay=…, delays=a/b/c/d, dsn=…, status=sent (…)`, `ID: removed`,
 //! `ID: sender non-delivery notification: NEWID`). Decisions are in `schedule`; this file does
-//! IO, timing and logging. Not done yet: delay notices (`delay_warning_time`), the in-memory
-//! dead-destination cache, postmaster copies for the `bounce` notify class.
+//! IO, timing and logging.
+//!
+//! Also: the `public/qmgr` trigger (`queue::trigger`): `F` (`postqueue -f`) makes every deferred
+//! message due now, `S<site>` those with a pending recipient at that domain, `I<id>` one
+//! message; a flushed message also ignores `defer_transports` for that run (Postfix: such
+//! transports deliver only on `sendmail -q`). After each attempt the reasons of the deferred
+//! recipients go to the message's defer log (`defer/ID`) for `postqueue -p`. Once a message
+//! has waited `delay_warning_time` (0 = never), one delay notice goes to the sender (the
+//! header's warned flag makes it once only), and a copy to `delay_notice_recipient` when
+//! `notify_classes` has `delay`; `notify_classes = bounce` sends `bounce_notice_recipient` a
+//! headers-only copy of each non-delivery notice. Not done yet: the in-memory
+//! dead-destination cache.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -33,6 +43,8 @@ use crate::bounce;
 use crate::config::Config;
 use crate::delivery::{self, Agent, Disposition, Outcome, RcptRequest, Request};
 use crate::dsn::Status;
+use crate::queue::store::DeferRecord;
+use crate::queue::trigger::{self, Request as Trigger};
 use crate::queue::{Envelope, Queue, QueueError, QueueId, Recipient, Store};
 
 /// How long shutdown waits for deliveries in progress before abandoning them (they are then
@@ -70,17 +82,36 @@ pub async fn run<R: Router>(
     for id in q.scan(Queue::Active).await {
         due.insert(id, SystemTime::UNIX_EPOCH);
     }
+    let listener = match trigger::Listener::bind(q.store.root(), trigger::QMGR) {
+        Ok(l) => Some(l),
+        Err(e) => {
+            tracing::warn!(
+                "qmgr: cannot bind {}: {e}; postqueue -f will not work",
+                trigger::path(q.store.root(), trigger::QMGR).display()
+            );
+            None
+        }
+    };
+    // `postqueue -f`: the next deferred scan makes everything due now.
+    let mut flush_all = false;
     loop {
         if *shutdown.borrow() {
             break;
         }
         if Instant::now() >= next_scan {
             for id in q.scan(Queue::Deferred).await {
-                if !due.contains_key(&id) && !feeder.inflight.contains(&id) {
-                    let at = q.next_attempt(&id).await;
-                    due.insert(id, at);
+                if feeder.inflight.contains(&id) {
+                    continue;
+                }
+                if flush_all {
+                    q.mark_flushed(&id);
+                    due.insert(id, SystemTime::UNIX_EPOCH);
+                } else if let std::collections::btree_map::Entry::Vacant(slot) = due.entry(id) {
+                    let at = q.next_attempt(slot.key()).await;
+                    slot.insert(at);
                 }
             }
+            flush_all = false;
             next_scan = Instant::now()
                 .checked_add(q.policy.queue_run_delay)
                 .unwrap_or_else(Instant::now);
@@ -126,6 +157,40 @@ pub async fn run<R: Router>(
                 }
             }
             _ = wakeup.notified() => {}
+            Some(req) = recv(&listener) => {
+                match req {
+                    Trigger::Wakeup => {}
+                    Trigger::Flush => {
+                        tracing::info!("qmgr: flush requested");
+                        flush_all = true;
+                        next_scan = Instant::now();
+                        for (id, at) in due.iter_mut() {
+                            q.mark_flushed(id);
+                            *at = SystemTime::UNIX_EPOCH;
+                        }
+                    }
+                    Trigger::FlushSite(site) => {
+                        tracing::info!("qmgr: flush requested for {site}");
+                        for id in q.deferred_for_site(&site).await {
+                            if !feeder.inflight.contains(&id) {
+                                q.mark_flushed(&id);
+                                due.insert(id, SystemTime::UNIX_EPOCH);
+                            }
+                        }
+                    }
+                    Trigger::FlushId(id) => {
+                        let id2 = id.clone();
+                        let here = q.with_store(move |s| Ok(s.locate(&id2))).await;
+                        if matches!(here, Ok(Some(Queue::Deferred | Queue::Incoming)))
+                            && !feeder.inflight.contains(&id)
+                        {
+                            tracing::info!("{id}: flush requested");
+                            q.mark_flushed(&id);
+                            due.insert(id, SystemTime::UNIX_EPOCH);
+                        }
+                    }
+                }
+            }
             _ = tokio::time::sleep(wait) => {}
         }
     }
@@ -136,6 +201,14 @@ pub async fn run<R: Router>(
             "qmgr: stopping with deliveries in progress; they are retried at next start"
         );
         feeder.tasks.abort_all();
+    }
+}
+
+/// The next request on the trigger socket; pending forever without one.
+async fn recv(listener: &Option<trigger::Listener>) -> Option<Trigger> {
+    match listener {
+        Some(l) => l.recv().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -191,6 +264,8 @@ impl<R: Router> Feeder<R> {
 struct Transport {
     agent: Agent,
     cfg: Config,
+    /// The master.cf command (`lmtp`, `virtual`, …): the program name in delivery log lines.
+    command: String,
 }
 
 struct Qmgr<R> {
@@ -201,6 +276,10 @@ struct Qmgr<R> {
     transports: HashMap<String, Arc<Transport>>,
     /// Per (transport, nexthop) concurrency limits.
     destinations: Mutex<HashMap<(String, String), Arc<Semaphore>>>,
+    /// Messages flushed by the administrator: their next run ignores `defer_transports`.
+    flushed: Mutex<HashSet<QueueId>>,
+    /// `defer_transports`.
+    defer_transports: Vec<String>,
 }
 
 /// What every request of one message shares.
@@ -248,9 +327,15 @@ impl<R: Router> Qmgr<R> {
                 Arc::new(Transport {
                     agent: Agent::for_service(svc),
                     cfg: cfg.for_service(svc),
+                    command: svc.command.clone(),
                 }),
             );
         }
+        let cfg_defer_transports = cfg
+            .get_list("defer_transports")
+            .into_iter()
+            .map(|t| t.to_ascii_lowercase())
+            .collect();
         Qmgr {
             policy: RetryPolicy::from_config(&cfg),
             cfg,
@@ -258,7 +343,58 @@ impl<R: Router> Qmgr<R> {
             router,
             transports,
             destinations: Mutex::default(),
+            flushed: Mutex::default(),
+            defer_transports: cfg_defer_transports,
         }
+    }
+
+    fn mark_flushed(&self, id: &QueueId) {
+        self.flushed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id.clone());
+    }
+
+    /// Whether `id` was flushed (and forgets it: one run only).
+    fn take_flushed(&self, id: &QueueId) -> bool {
+        self.flushed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(id)
+    }
+
+    /// Deferred messages with a pending recipient in `site` (or a subdomain).
+    async fn deferred_for_site(&self, site: &str) -> Vec<QueueId> {
+        let site = site.to_ascii_lowercase();
+        let found = self
+            .with_store({
+                let site = site.clone();
+                move |s| {
+                    let mut out = Vec::new();
+                    for id in s.scan(Queue::Deferred)? {
+                        let Ok((_, he)) = s.load_envelope(&id) else {
+                            continue;
+                        };
+                        let hit = he.envelope.recipients.iter().filter(|r| !r.done).any(|r| {
+                            let d = r
+                                .address
+                                .rsplit_once('@')
+                                .map_or("", |(_, d)| d)
+                                .to_ascii_lowercase();
+                            d == site || d.ends_with(&format!(".{site}"))
+                        });
+                        if hit {
+                            out.push(id);
+                        }
+                    }
+                    Ok(out)
+                }
+            })
+            .await;
+        found.unwrap_or_else(|e| {
+            tracing::error!("qmgr: flush {site}: {e}");
+            Vec::new()
+        })
     }
 
     /// Runs a store operation on the blocking pool.
@@ -331,6 +467,8 @@ impl<R: Router> Qmgr<R> {
 
     /// Handles one message; returns when to try it again, if ever.
     async fn process(self: Arc<Self>, id: QueueId) -> Option<SystemTime> {
+        // Taken first, so that a flushed message that is gone or held is forgotten too.
+        let flushed = self.take_flushed(&id);
         let retry_later = || Some(later(self.policy.minimal_backoff));
         let id2 = id.clone();
         // Only incoming, deferred and active mail is qmgr's: a message put on hold (or gone)
@@ -361,6 +499,7 @@ impl<R: Router> Qmgr<R> {
             }
         };
         let active_at = SystemTime::now();
+        let msg_delay_warned = msg.delay_warned;
         let env = msg.envelope;
         tracing::info!(
             "{id}: from=<{}>, size={}, nrcpt={} (queue active)",
@@ -382,10 +521,21 @@ impl<R: Router> Qmgr<R> {
         let mut routed: Vec<(usize, crate::resolve::Route)> = Vec::new();
         for (i, r) in env.recipients.iter().enumerate().filter(|(_, r)| !r.done) {
             match self.router.route(&r.address).await {
+                Ok(route)
+                    if !flushed
+                        && self
+                            .defer_transports
+                            .iter()
+                            .any(|t| t.eq_ignore_ascii_case(&route.transport)) =>
+                {
+                    let o = Outcome::local(Status::new(450, "4.3.2", "deferred transport"), "none");
+                    self.log_outcome("qmgr", &meta, i, &o, active_at, active_at, SystemTime::now());
+                    failed.push((i, o));
+                }
                 Ok(route) => routed.push((i, route)),
                 Err(status) => {
                     let o = Outcome::local(status, "none");
-                    self.log_outcome(&meta, i, &o, active_at, active_at, SystemTime::now());
+                    self.log_outcome("qmgr", &meta, i, &o, active_at, active_at, SystemTime::now());
                     failed.push((i, o));
                 }
             }
@@ -478,6 +628,12 @@ impl<R: Router> Qmgr<R> {
                 }
             }
         }
+        if !deferred.is_empty() {
+            self.record_deferrals(&meta, &deferred).await;
+            if !msg_delay_warned && self.delay_due(&meta, now) {
+                self.send_delay_notice(&meta, &content, &deferred).await;
+            }
+        }
         if !deferred.is_empty() || !all_marked {
             let next = self.policy.next_attempt(env.arrival, now);
             let id2 = id.clone();
@@ -492,6 +648,117 @@ impl<R: Router> Qmgr<R> {
             Err(e) => tracing::error!("{id}: cannot remove: {e}"),
         }
         None
+    }
+
+    /// Writes the defer log (`postqueue -p` shows the reasons, also after a restart).
+    async fn record_deferrals(&self, meta: &Meta, deferred: &[(usize, Outcome)]) {
+        let records: Vec<DeferRecord> = deferred
+            .iter()
+            .filter_map(|(i, o)| {
+                Some(DeferRecord {
+                    index: *i,
+                    dsn: o.status.dsn.clone(),
+                    address: meta.recipients.get(*i)?.address.clone(),
+                    reason: o.status.text.clone(),
+                })
+            })
+            .collect();
+        let id = meta.id.clone();
+        if let Err(e) = self
+            .with_store(move |s| s.write_defer_log(&id, &records))
+            .await
+        {
+            tracing::warn!("{}: cannot write the defer log: {e}", meta.id);
+        }
+    }
+
+    /// Whether the message has waited `delay_warning_time` (never for `<>` mail or when 0).
+    fn delay_due(&self, meta: &Meta, now: SystemTime) -> bool {
+        let warn = self.cfg.get_time("delay_warning_time");
+        !warn.is_zero()
+            && !meta.sender.is_empty()
+            && meta.arrival.checked_add(warn).is_some_and(|t| now >= t)
+    }
+
+    /// Sends the delay notice (and the postmaster's copy for `notify_classes = delay`), then
+    /// sets the warned flag so that it is sent once.
+    async fn send_delay_notice(
+        &self,
+        meta: &Meta,
+        content: &Arc<Vec<u8>>,
+        deferred: &[(usize, Outcome)],
+    ) {
+        let id = &meta.id;
+        let reports = self.reports(meta, deferred);
+        let host = self.cfg.get("myhostname");
+        let id_str = id.to_string();
+        let now = SystemTime::now();
+        let warn = self.cfg.get_time("delay_warning_time");
+        let lifetime = self.cfg.get_time("maximal_queue_lifetime");
+        let mut targets = vec![(
+            meta.sender.clone(),
+            String::new(),
+            "sender delay notification",
+        )];
+        if self.notify("delay") {
+            targets.push((
+                self.qualify(&self.cfg.get("delay_notice_recipient")),
+                self.qualify("double-bounce"),
+                "postmaster delay notification",
+            ));
+        }
+        for (to, env_sender, label) in targets {
+            let notice = bounce::Notice {
+                myhostname: &host,
+                queue_id: &id_str,
+                sender: &meta.sender,
+                to: &to,
+                arrival: meta.arrival,
+                now,
+                original: content,
+                size_limit: usize::try_from(self.int_param("bounce_size_limit", 50_000))
+                    .unwrap_or(50_000),
+            };
+            let message = bounce::delay(&notice, &reports, warn, lifetime);
+            let env = Envelope::new(env_sender, vec![Recipient::new(to)], now);
+            match self.with_store(move |s| s.enqueue(&env, &message)).await {
+                Ok(new_id) => tracing::info!("{id}: {label}: {new_id}"),
+                Err(e) => {
+                    tracing::error!("{id}: cannot enqueue the delay notification: {e}");
+                    return;
+                }
+            }
+        }
+        let id2 = id.clone();
+        if let Err(e) = self
+            .with_store(move |s| s.set_flag(&id2, crate::queue::codec::FLAG_DELAY_WARNED))
+            .await
+        {
+            tracing::error!("{id}: cannot record the delay notification: {e}");
+        }
+    }
+
+    fn notify(&self, class: &str) -> bool {
+        self.cfg
+            .get_list("notify_classes")
+            .iter()
+            .any(|c| c == class)
+    }
+
+    fn reports(&self, meta: &Meta, outcomes: &[(usize, Outcome)]) -> Vec<bounce::RcptReport> {
+        outcomes
+            .iter()
+            .filter_map(|(i, o)| {
+                let r = meta.recipients.get(*i)?;
+                Some(bounce::RcptReport {
+                    address: r.address.clone(),
+                    original: r.original.clone(),
+                    status: o.status.clone(),
+                    remote_mta: o.remote_mta.clone(),
+                    remote_reply: o.remote_reply.clone(),
+                })
+            })
+            .collect()
     }
 
     /// Marks a recipient done on disk; false (and a log line) when that failed.
@@ -515,6 +782,7 @@ impl<R: Router> Qmgr<R> {
         req: Request,
     ) -> (Vec<(usize, Outcome)>, bool) {
         let started = SystemTime::now();
+        let program = self.transports.get(&transport).map_or_else(|| "qmgr".to_string(), |t| t.command.clone());
         let outcomes = match self.transports.get(&transport).cloned() {
             Some(tr) => {
                 let _permit = self.permit(&transport, &tr.cfg, &req.nexthop).await;
@@ -543,13 +811,16 @@ impl<R: Router> Qmgr<R> {
             } else {
                 failed.push((r.index, o.clone()));
             }
-            self.log_outcome(&meta, r.index, &o, started, started, ended);
+            self.log_outcome(&program, &meta, r.index, &o, started, started, ended);
         }
         (failed, marked)
     }
 
+    /// `program` is the daemon Postfix would log the line as (the agent, or qmgr itself).
+    #[allow(clippy::too_many_arguments)]
     fn log_outcome(
         &self,
+        program: &str,
         meta: &Meta,
         index: usize,
         o: &Outcome,
@@ -576,6 +847,7 @@ impl<R: Router> Qmgr<R> {
             Disposition::Bounced => "bounced",
         };
         tracing::info!(
+            service = program,
             "{}: to=<{}>{orig}, relay={}, delay={}, delays={}/{}/{}/{}, dsn={}, status={word} ({})",
             meta.id,
             r.address,
@@ -617,7 +889,7 @@ impl<R: Router> Qmgr<R> {
             }
             (
                 self.qualify(&self.cfg.get("2bounce_notice_recipient")),
-                double_bounce,
+                double_bounce.clone(),
                 "postmaster non-delivery notification",
             )
         } else {
@@ -655,9 +927,27 @@ impl<R: Router> Qmgr<R> {
                 .unwrap_or(50_000),
         };
         let message = bounce::non_delivery(&notice, &reports);
+        let copy = (!meta.sender.is_empty() && self.notify("bounce")).then(|| {
+            let pm = self.qualify(&self.cfg.get("bounce_notice_recipient"));
+            let text = bounce::postmaster_copy(
+                &bounce::Notice {
+                    to: &pm,
+                    ..notice.clone()
+                },
+                &reports,
+            );
+            (pm, text)
+        });
         let env = Envelope::new(env_sender, vec![Recipient::new(to)], now);
         let new_id = self.with_store(move |s| s.enqueue(&env, &message)).await?;
         tracing::info!("{id}: {label}: {new_id}");
+        if let Some((pm, text)) = copy {
+            let env = Envelope::new(double_bounce.clone(), vec![Recipient::new(pm)], now);
+            match self.with_store(move |s| s.enqueue(&env, &text)).await {
+                Ok(pm_id) => tracing::info!("{id}: postmaster non-delivery notification: {pm_id}"),
+                Err(e) => tracing::error!("{id}: cannot enqueue the postmaster copy: {e}"),
+            }
+        }
         Ok(())
     }
 }
@@ -686,7 +976,8 @@ discard   unix  -       -       n       -       -       discard
         async fn route(&self, rcpt: &str) -> Result<Route, Status> {
             let domain = rcpt.rsplit_once('@').map(|(_, d)| d).unwrap_or("");
             let (transport, nexthop) = match domain {
-                "smtp.test" => ("smtp", domain.to_string()),
+                // A closed port: the smtp client defers without DNS.
+                "smtp.test" => ("smtp", "[127.0.0.1]:1".to_string()),
                 "error.test" => ("error", "5.1.1 no such user here".to_string()),
                 "nowhere.test" => ("nosuchtransport", String::new()),
                 "fail.test" => return Err(Status::temp_lookup_failure(rcpt)),
@@ -1028,6 +1319,134 @@ discard   unix  -       -       n       -       -       discard
                 .iter()
                 .all(|t| t.rcpts != ["held@lmtp.test"])
         );
+        h.stop().await;
+    }
+
+    /// Waits until the queue holds `id` in `deferred/` with a defer log.
+    async fn wait_deferred(h: &Harness, id: &QueueId) {
+        h.wait_for("deferral", |h| {
+            h.store.locate(id) == Some(Queue::Deferred) && !h.store.read_defer_log(id).is_empty()
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn delay_notice_once_with_postmaster_copy_and_defer_log() {
+        let h = Harness::start(
+            "delay_warning_time = 1h\nnotify_classes = delay\nmyorigin = lmtp.test\n\
+             minimal_backoff_time = 1h\nmaximal_backoff_time = 2h\nqueue_run_delay = 1h\n",
+        )
+        .await;
+        let two_hours_ago = SystemTime::now() - Duration::from_secs(7200);
+        let env = Envelope::new(
+            "sender@lmtp.test",
+            vec![Recipient::new("x@fail.test")],
+            two_hours_ago,
+        );
+        let id = h
+            .store
+            .enqueue(&env, b"Subject: slow\r\n\r\nbody\r\n")
+            .expect("enqueues");
+        h.wakeup.notify_one();
+        wait_deferred(&h, &id).await;
+        let log = h.store.read_defer_log(&id);
+        assert_eq!((log[0].index, log[0].address.as_str()), (0, "x@fail.test"));
+        assert!(log[0].dsn.starts_with('4'), "{log:?}");
+        h.wait_for("two delay notices", |h| h.server.transactions().len() == 2)
+            .await;
+        let tx = h.server.transactions();
+        let to_sender = tx
+            .iter()
+            .find(|t| t.rcpts == ["sender@lmtp.test"])
+            .expect("notice to the sender");
+        assert_eq!(to_sender.mail_from, "");
+        let text = String::from_utf8_lossy(&to_sender.data);
+        assert!(
+            text.contains("Subject: Delayed Mail (still being retried)"),
+            "{text}"
+        );
+        assert!(text.contains("Action: delayed"));
+        let copy = tx
+            .iter()
+            .find(|t| t.rcpts == ["postmaster@lmtp.test"])
+            .expect("postmaster copy");
+        assert_eq!(copy.mail_from, "double-bounce@lmtp.test");
+        assert!(h.store.load(&id).expect("loads").delay_warned);
+        // Flushed again: still deferred, but no second notice.
+        trigger::send(h.dir.path(), trigger::QMGR, &Trigger::Flush).expect("flush");
+        h.wait_for("the next attempt", |h| {
+            h.store.load(&id).map(|m| m.attempts).unwrap_or(0) >= 2
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(h.server.transactions().len(), 2);
+        h.stop().await;
+    }
+
+    #[tokio::test]
+    async fn flush_triggers_override_backoff_and_defer_transports() {
+        let h = Harness::start(
+            "defer_transports = lmtp\nminimal_backoff_time = 1h\nmaximal_backoff_time = 2h\n\
+             queue_run_delay = 1h\n",
+        )
+        .await;
+        let a = h.enqueue("sender@example.com", &["a@lmtp.test"]);
+        let b = h.enqueue("sender@example.com", &["b@site.test"]);
+        wait_deferred(&h, &a).await;
+        wait_deferred(&h, &b).await;
+        assert_eq!(h.store.read_defer_log(&a)[0].reason, "deferred transport");
+        assert!(h.server.transactions().is_empty());
+        // A site flush for another site changes nothing; for b's site it delivers b only.
+        let site = |s: &str| Trigger::FlushSite(s.into());
+        trigger::send(h.dir.path(), trigger::QMGR, &site("other.test")).expect("send");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(h.server.transactions().is_empty());
+        trigger::send(h.dir.path(), trigger::QMGR, &site("site.test")).expect("send");
+        h.wait_for("b delivered", |h| h.store.locate(&b).is_none())
+            .await;
+        assert_eq!(h.store.locate(&a), Some(Queue::Deferred));
+        // One message by ID (postqueue -i), then a full flush delivers the rest,
+        // defer_transports notwithstanding.
+        let c = h.enqueue("sender@example.com", &["c@lmtp.test"]);
+        wait_deferred(&h, &c).await;
+        trigger::send(h.dir.path(), trigger::QMGR, &Trigger::FlushId(c.clone())).expect("send");
+        h.wait_for("c delivered", |h| h.store.locate(&c).is_none())
+            .await;
+        assert_eq!(h.store.locate(&a), Some(Queue::Deferred));
+        trigger::send(h.dir.path(), trigger::QMGR, &Trigger::Flush).expect("send");
+        h.wait_for("a delivered", |h| h.queued() == 0).await;
+        let mut rcpts: Vec<String> = h
+            .server
+            .transactions()
+            .iter()
+            .flat_map(|t| t.rcpts.clone())
+            .collect();
+        rcpts.sort();
+        assert_eq!(rcpts, ["a@lmtp.test", "b@site.test", "c@lmtp.test"]);
+        assert!(h.store.read_defer_log(&a).is_empty());
+        h.stop().await;
+    }
+
+    #[tokio::test]
+    async fn bounce_notify_class_sends_postmaster_a_headers_only_copy() {
+        let h = Harness::start("notify_classes = bounce\nmyorigin = lmtp.test\n").await;
+        h.enqueue("sender@lmtp.test", &["unknown@lmtp.test"]);
+        h.wait_for("bounce and copy", |h| {
+            h.queued() == 0 && h.server.transactions().len() == 2
+        })
+        .await;
+        let tx = h.server.transactions();
+        let copy = tx
+            .iter()
+            .find(|t| t.rcpts == ["postmaster@lmtp.test"])
+            .expect("postmaster copy");
+        assert_eq!(copy.mail_from, "double-bounce@lmtp.test");
+        let text = String::from_utf8_lossy(&copy.data);
+        assert!(
+            text.contains("Subject: Postmaster Copy: Undelivered Mail"),
+            "{text}"
+        );
+        assert!(!text.contains("\r\nhello\r\n"), "headers only: {text}");
         h.stop().await;
     }
 

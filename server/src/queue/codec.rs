@@ -6,7 +6,8 @@
 //! offset size  field
 //!      0    4  magic "PSTQ"
 //!      4    1  version (1)
-//!      5    3  reserved, zero
+//!      5    1  flags: bit 0 = delay warning sent (`FLAG_DELAY_WARNED`)   (rewritten in place)
+//!      6    2  reserved, zero
 //!      8    4  attempts: delivery attempts so far             (rewritten in place)
 //!     12    8  next_attempt: UNIX seconds of the next attempt   (rewritten in place)
 //!     20    8  arrival: UNIX microseconds
@@ -37,6 +38,10 @@ pub const VERSION: u8 = 1;
 pub const TRAILER: &[u8; 8] = b"PSTQEND\n";
 /// Size of the fixed header.
 pub const HEAD_LEN: usize = 40;
+/// Offset of the flags byte.
+pub const FLAGS_OFFSET: u64 = 5;
+/// Flag: a delay notice (`delay_warning_time`) was sent for this message.
+pub const FLAG_DELAY_WARNED: u8 = 0x01;
 /// Offset of the attempt counter (u32).
 pub const ATTEMPTS_OFFSET: u64 = 8;
 /// Offset of the next-attempt time (u64 seconds).
@@ -65,6 +70,8 @@ pub enum CodecError {
 /// The fixed header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Head {
+    /// `FLAG_*` bits.
+    pub flags: u8,
     pub attempts: u32,
     pub next_attempt: SystemTime,
     pub arrival: SystemTime,
@@ -250,7 +257,8 @@ pub fn decode_head(buf: &[u8]) -> Result<Head, CodecError> {
     if version != VERSION {
         return Err(CodecError::Version(version));
     }
-    r.take(3)?;
+    let flags = r.u8()?;
+    r.take(2)?;
     let attempts = r.u32()?;
     let far = || CodecError::Corrupt("time out of range".into());
     let next_attempt = UNIX_EPOCH
@@ -267,6 +275,7 @@ pub fn decode_head(buf: &[u8]) -> Result<Head, CodecError> {
     }
     let content_len = r.u64()?;
     Ok(Head {
+        flags,
         attempts,
         next_attempt,
         arrival,

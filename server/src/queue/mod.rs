@@ -5,7 +5,11 @@
 //!   corruption as values, never a panic. The format is documented there.
 //! * `store` — the only code that touches `queue_directory`: creates `maildrop/ incoming/
 //!   active/ deferred/ hold/ corrupt/`, writes files durably (fsync file, rename, fsync dir),
-//!   rewrites a recipient's status byte in place, moves files between queues by rename.
+//!   rewrites a recipient's status byte in place, moves files between queues by rename; keeps
+//!   the last deferral reasons per message in `defer/ID` (Postfix's defer logs).
+//! * `trigger` — the wake-up sockets `public/qmgr` and `public/pickup` (Postfix's trigger
+//!   FIFOs, as UNIX datagram sockets): `postqueue -f`, sendmail and `postsuper` poke the
+//!   running `postern serve` through them.
 //!
 //! This module decides nothing about delivery or retries (that is `qmgr`) and does no
 //! address rewriting (that is `cleanup`). Entry points: `Store::open`, `Store::enqueue`,
@@ -14,6 +18,7 @@
 pub mod codec;
 pub mod id;
 pub mod store;
+pub mod trigger;
 
 use std::path::PathBuf;
 use std::time::SystemTime;
@@ -138,6 +143,8 @@ pub struct QueuedMessage {
     pub attempts: u32,
     /// When the next attempt is due (UNIX_EPOCH for a new message).
     pub next_attempt: SystemTime,
+    /// A delay notice was already sent (`delay_warning_time`).
+    pub delay_warned: bool,
     /// The message content (headers and body) as cleanup wrote it.
     pub content: Vec<u8>,
 }

@@ -10,6 +10,10 @@
 //! * Moves between queues are renames. `defer` rewrites the attempt count and next-attempt time
 //!   in place (and sets the file's mtime to the next attempt, as Postfix does) before the rename.
 //! * A file that does not decode is moved to `corrupt/` with a log line; never a panic.
+//! * `defer/ID` (Postfix's defer logfile) holds the last deferral reason of each pending
+//!   recipient, one line `INDEX<TAB>DSN<TAB>ADDRESS<TAB>REASON`; written by qmgr after an attempt
+//!   (temp file + rename), removed with the message. `postqueue -p` reads it, so the reasons
+//!   survive a restart. It is advisory: a missing or damaged log only hides reasons.
 //!
 //! All methods block (file IO); async callers use `spawn_blocking`. The store decides nothing:
 //! which queue a message belongs in and when is `qmgr`'s business.
@@ -17,7 +21,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Condvar, Mutex};
@@ -28,6 +32,8 @@ use super::{Envelope, Queue, QueueError, QueueId, QueuedMessage};
 
 /// Prefix of files being written in `incoming/` (never valid queue IDs, so `scan` skips them).
 const TMP_PREFIX: &str = ".tmp.";
+/// The defer logs' directory under `queue_directory`.
+pub const DEFER_DIR: &str = "defer";
 /// Leftover temp files older than this are removed by `open` (a crash while writing).
 const STALE_TMP: Duration = Duration::from_secs(3600);
 
@@ -53,6 +59,9 @@ impl Store {
             let dir = root.join(q.dir_name());
             fs::create_dir_all(&dir).map_err(QueueError::io(&dir))?;
         }
+        let dir = root.join(DEFER_DIR);
+        fs::create_dir_all(&dir).map_err(QueueError::io(&dir))?;
+        open_maildrop(&root.join(Queue::Maildrop.dir_name()));
         let store = Store {
             incoming_sync: DirSync::new(root.join(Queue::Incoming.dir_name())),
             root,
@@ -74,9 +83,19 @@ impl Store {
 
     /// Writes a new message into `incoming/` durably and returns its ID.
     pub fn enqueue(&self, env: &Envelope, message: &[u8]) -> Result<QueueId, QueueError> {
+        self.enqueue_in(Queue::Incoming, env, message)
+    }
+
+    /// Writes a new message into `queue` durably (`maildrop/` for sendmail) and returns its ID.
+    pub fn enqueue_in(
+        &self,
+        queue: Queue,
+        env: &Envelope,
+        message: &[u8],
+    ) -> Result<QueueId, QueueError> {
         let head = codec::encode_head(env, 0, SystemTime::UNIX_EPOCH, message.len() as u64)
             .map_err(QueueError::Encode)?;
-        let dir = self.root.join(Queue::Incoming.dir_name());
+        let dir = self.root.join(queue.dir_name());
         for _ in 0..1000 {
             let id = QueueId::generate(
                 SystemTime::now(),
@@ -86,7 +105,12 @@ impl Store {
                 continue;
             }
             let tmp = dir.join(format!("{TMP_PREFIX}{id}"));
-            let mut f = match OpenOptions::new().write(true).create_new(true).open(&tmp) {
+            let mut f = match OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&tmp)
+            {
                 Ok(f) => f,
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
                 Err(e) => {
@@ -114,7 +138,16 @@ impl Store {
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
                 Err(source) => return Err(QueueError::Io { path: dest, source }),
             }
-            self.incoming_sync.sync().map_err(QueueError::io(&dir))?;
+            if queue == Queue::Incoming {
+                self.incoming_sync.sync().map_err(QueueError::io(&dir))?;
+            } else {
+                match sync_dir(&dir) {
+                    // An unprivileged sendmail may not open maildrop/ (mode 1733); its file
+                    // is fsynced, and the rename into incoming/ is fsynced by pickup.
+                    Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {}
+                    r => r.map_err(QueueError::io(&dir))?,
+                }
+            }
             return Ok(id);
         }
         Err(QueueError::Io {
@@ -168,6 +201,7 @@ impl Store {
                 envelope: f.envelope,
                 attempts: f.head.attempts,
                 next_attempt: f.head.next_attempt,
+                delay_warned: f.head.flags & codec::FLAG_DELAY_WARNED != 0,
                 content: f.content,
             }),
             Ok(_) => Err(self.quarantine(
@@ -236,7 +270,8 @@ impl Store {
     }
 
     /// Records a failed attempt (attempts + 1, next attempt time, file mtime) and moves the
-    /// message to `deferred/`.
+    /// message to `deferred/` — unless the administrator put it on hold meanwhile
+    /// (`postsuper -h` during delivery), which then stays in `hold/`.
     pub fn defer(&self, id: &QueueId, next_attempt: SystemTime) -> Result<(), QueueError> {
         let (queue, path) = self.find(id)?;
         let f = OpenOptions::new()
@@ -259,10 +294,63 @@ impl Store {
         }
         f.sync_data().map_err(QueueError::io(&path))?;
         drop(f);
-        if queue != Queue::Deferred {
+        if matches!(queue, Queue::Active | Queue::Incoming) {
             self.rename(id, queue, Queue::Deferred)?;
         }
         Ok(())
+    }
+
+    /// Sets `flag` (`codec::FLAG_*`) in a message's header, in place, synced.
+    pub fn set_flag(&self, id: &QueueId, flag: u8) -> Result<(), QueueError> {
+        let (queue, path) = self.find(id)?;
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(QueueError::io(&path))?;
+        let mut head = [0u8; codec::HEAD_LEN];
+        f.read_exact_at(&mut head, 0)
+            .map_err(QueueError::io(&path))?;
+        let h = match codec::decode_head(&head) {
+            Ok(h) => h,
+            Err(e) => return Err(self.quarantine(id, queue, e)),
+        };
+        f.write_all_at(&[h.flags | flag], codec::FLAGS_OFFSET)
+            .and_then(|()| f.sync_data())
+            .map_err(QueueError::io(&path))
+    }
+
+    fn defer_log_path(&self, id: &QueueId) -> PathBuf {
+        self.root.join(DEFER_DIR).join(id.as_str())
+    }
+
+    /// Replaces the defer log of a message (empty `records` removes it).
+    pub fn write_defer_log(&self, id: &QueueId, records: &[DeferRecord]) -> Result<(), QueueError> {
+        if records.is_empty() {
+            return self.remove_defer_log(id);
+        }
+        let path = self.defer_log_path(id);
+        let tmp = self.root.join(DEFER_DIR).join(format!("{TMP_PREFIX}{id}"));
+        let text: String = records.iter().map(DeferRecord::to_line).collect();
+        fs::write(&tmp, text).map_err(QueueError::io(&tmp))?;
+        fs::rename(&tmp, &path).map_err(QueueError::io(&path))
+    }
+
+    /// The defer log of a message (empty when there is none; bad lines are skipped).
+    pub fn read_defer_log(&self, id: &QueueId) -> Vec<DeferRecord> {
+        fs::read_to_string(self.defer_log_path(id))
+            .map(|t| t.lines().filter_map(DeferRecord::parse).collect())
+            .unwrap_or_default()
+    }
+
+    /// Removes a message's defer log, if any.
+    pub fn remove_defer_log(&self, id: &QueueId) -> Result<(), QueueError> {
+        let path = self.defer_log_path(id);
+        match fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(QueueError::Io { path, source }),
+        }
     }
 
     /// Moves a message to another queue; returns where it was.
@@ -282,10 +370,14 @@ impl Store {
         sync_dir(&dir).map_err(QueueError::io(&dir))
     }
 
-    /// Deletes a message (every recipient is done, or `postsuper -d`).
+    /// Deletes a message and its defer log (every recipient is done, or `postsuper -d`).
     pub fn remove(&self, id: &QueueId) -> Result<(), QueueError> {
         let (_, path) = self.find(id)?;
-        fs::remove_file(&path).map_err(QueueError::io(&path))
+        fs::remove_file(&path).map_err(QueueError::io(&path))?;
+        if let Err(e) = self.remove_defer_log(id) {
+            tracing::warn!("{id}: {e}");
+        }
+        Ok(())
     }
 
     /// The next-attempt time recorded in a message's header.
@@ -327,6 +419,38 @@ impl Store {
     }
 }
 
+/// One line of a defer log: why recipient `index` was deferred last time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeferRecord {
+    pub index: usize,
+    pub dsn: String,
+    pub address: String,
+    pub reason: String,
+}
+
+impl DeferRecord {
+    fn to_line(&self) -> String {
+        let clean = |s: &str| s.replace(['\t', '\r', '\n'], " ");
+        format!(
+            "{}\t{}\t{}\t{}\n",
+            self.index,
+            clean(&self.dsn),
+            clean(&self.address),
+            clean(&self.reason)
+        )
+    }
+
+    fn parse(line: &str) -> Option<DeferRecord> {
+        let mut it = line.splitn(4, '\t');
+        Some(DeferRecord {
+            index: it.next()?.parse().ok()?,
+            dsn: it.next()?.to_string(),
+            address: it.next()?.to_string(),
+            reason: it.next()?.to_string(),
+        })
+    }
+}
+
 /// Reads and decodes header + envelope. Outer error: IO; inner: format.
 fn read_envelope(f: &File) -> std::io::Result<Result<HeadAndEnvelope, codec::CodecError>> {
     let mut head = [0u8; codec::HEAD_LEN];
@@ -350,6 +474,20 @@ fn read_envelope(f: &File) -> std::io::Result<Result<HeadAndEnvelope, codec::Cod
             Ok(Err(codec::CodecError::Incomplete { needed: buf.len() }))
         }
         Err(e) => Err(e),
+    }
+}
+
+/// `maildrop/` is writable by every local user (mode 1733: write and enter, no listing, and
+/// the sticky bit keeps users from removing each other's files), so that an unprivileged
+/// `sendmail` can submit; queue files themselves are created 0600. Done only by the
+/// directory's owner; a failure leaves the mode as it was.
+fn open_maildrop(dir: &Path) {
+    let Ok(meta) = fs::metadata(dir) else {
+        return;
+    };
+    let me = fs::metadata("/proc/self").map(|m| m.uid()).ok();
+    if Some(meta.uid()) == me && meta.permissions().mode() & 0o7777 != 0o1733 {
+        let _ = fs::set_permissions(dir, fs::Permissions::from_mode(0o1733));
     }
 }
 
@@ -506,6 +644,39 @@ mod tests {
         s.remove(&id).expect("removes");
         assert_eq!(s.locate(&id), None);
         assert!(matches!(s.load(&id), Err(QueueError::NotFound { .. })));
+    }
+
+    #[test]
+    fn defer_log_flag_and_hold_survive() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = Store::open(dir.path()).expect("opens");
+        let id = s.enqueue(&env(), b"body\r\n").expect("enqueues");
+        let rec = DeferRecord {
+            index: 1,
+            dsn: "4.4.1".into(),
+            address: "carol@example.org".into(),
+            reason: "connect to x: Connection\trefused".into(),
+        };
+        s.write_defer_log(&id, std::slice::from_ref(&rec))
+            .expect("writes");
+        let back = s.read_defer_log(&id);
+        assert_eq!(back.len(), 1);
+        assert_eq!(back[0].reason, "connect to x: Connection refused");
+        assert_eq!(back[0].index, 1);
+        assert!(!s.load(&id).expect("loads").delay_warned);
+        s.set_flag(&id, codec::FLAG_DELAY_WARNED).expect("flags");
+        assert!(s.load(&id).expect("loads").delay_warned);
+        // A message put on hold during delivery stays on hold when deferred.
+        s.move_to(&id, Queue::Hold).expect("holds");
+        s.defer(&id, SystemTime::now()).expect("defers");
+        assert_eq!(s.locate(&id), Some(Queue::Hold));
+        s.remove(&id).expect("removes");
+        assert!(s.read_defer_log(&id).is_empty());
+        assert!(!dir.path().join("defer").join(id.as_str()).exists());
+        let m = s
+            .enqueue_in(Queue::Maildrop, &env(), b"x\r\n")
+            .expect("maildrop");
+        assert_eq!(s.locate(&m), Some(Queue::Maildrop));
     }
 
     #[test]

@@ -6,12 +6,15 @@
 //!
 //! Supported: `permit`, `reject`, `defer`, `warn_if_reject`, `permit_mynetworks`,
 //! `permit_sasl_authenticated`, `permit_auth_destination`, `reject_unauth_destination`,
-//! `defer_unauth_destination`, `reject_unlisted_recipient` (= `check_recipient_maps`).
+//! `defer_unauth_destination`, `reject_unlisted_recipient` (= `check_recipient_maps`), and the
+//! `smtpd_sender_login_maps` checks `reject_{,authenticated_,known_,unauthenticated_}sender_login_mismatch`
+//! (the owners are looked up by the driver at MAIL FROM and passed in `RcptContext`).
 //! Anything else reached during evaluation answers `451 4.3.5 Server configuration error`,
 //! like an unknown restriction in Postfix.
 
 use std::net::IpAddr;
 
+use super::session::Owners;
 use super::{RcptFacts, param};
 use crate::config::Config;
 use crate::dsn::Status;
@@ -31,6 +34,13 @@ pub enum Restriction {
     RejectUnauthDestination,
     DeferUnauthDestination,
     RejectUnlistedRecipient,
+    /// `reject_sender_login_mismatch` (= authenticated + unauthenticated).
+    RejectSenderLoginMismatch,
+    RejectAuthenticatedSenderLoginMismatch,
+    RejectKnownSenderLoginMismatch,
+    RejectUnauthenticatedSenderLoginMismatch,
+    /// `reject_plaintext_session`: `450 4.7.1 Session encryption is required` without TLS.
+    RejectPlaintextSession,
     /// Known to Postfix but not implemented here (with its argument, if any).
     Unsupported(String),
     /// Not a restriction name at all.
@@ -76,7 +86,6 @@ const KNOWN_UNSUPPORTED: &[&str] = &[
     "defer_if_permit",
     "defer_if_reject",
     "reject_unauth_pipelining",
-    "reject_plaintext_session",
     "reject_multi_recipient_bounce",
     "permit_inet_interfaces",
     "permit_tls_clientcerts",
@@ -90,10 +99,6 @@ const KNOWN_UNSUPPORTED: &[&str] = &[
     "reject_unknown_sender_domain",
     "reject_unlisted_sender",
     "reject_unverified_sender",
-    "reject_sender_login_mismatch",
-    "reject_authenticated_sender_login_mismatch",
-    "reject_known_sender_login_mismatch",
-    "reject_unauthenticated_sender_login_mismatch",
     "reject_non_fqdn_recipient",
     "reject_unknown_recipient_domain",
     "reject_unverified_recipient",
@@ -119,6 +124,15 @@ pub fn parse_list(items: &[String]) -> Vec<Restriction> {
             "defer_unauth_destination" => Restriction::DeferUnauthDestination,
             "reject_unlisted_recipient" | "check_recipient_maps" => {
                 Restriction::RejectUnlistedRecipient
+            }
+            "reject_sender_login_mismatch" => Restriction::RejectSenderLoginMismatch,
+            "reject_plaintext_session" => Restriction::RejectPlaintextSession,
+            "reject_authenticated_sender_login_mismatch" => {
+                Restriction::RejectAuthenticatedSenderLoginMismatch
+            }
+            "reject_known_sender_login_mismatch" => Restriction::RejectKnownSenderLoginMismatch,
+            "reject_unauthenticated_sender_login_mismatch" => {
+                Restriction::RejectUnauthenticatedSenderLoginMismatch
             }
             n if WITH_ARGUMENT.contains(&n) => {
                 let arg = it.next().cloned().unwrap_or_default();
@@ -232,6 +246,7 @@ pub struct Codes {
     pub unknown_virtual_alias: u16,
     pub unknown_virtual_mailbox: u16,
     pub unknown_relay: u16,
+    pub plaintext: u16,
 }
 
 /// All restriction lists and what they need.
@@ -246,6 +261,8 @@ pub struct Policy {
     pub reject_unlisted_recipient: bool,
     pub show_table_name: bool,
     pub codes: Codes,
+    /// `smtpd_sender_login_maps` is set (the login-mismatch checks do nothing otherwise).
+    pub sender_login_maps: bool,
 }
 
 /// Everything one RCPT TO decision depends on.
@@ -257,6 +274,12 @@ pub struct RcptContext<'a> {
     /// Envelope sender, empty for `<>`.
     pub sender: &'a str,
     pub sasl_username: Option<&'a str>,
+    /// `smtpd_sasl_auth_enable` (the login-mismatch checks need it, like Postfix).
+    pub sasl_enabled: bool,
+    /// What `smtpd_sender_login_maps` said about `sender`.
+    pub sender_owners: &'a Owners,
+    /// The session is encrypted (STARTTLS or wrapper mode).
+    pub tls: bool,
     pub rcpt: &'a str,
     pub facts: RcptFacts,
 }
@@ -326,6 +349,7 @@ impl Policy {
             recipient,
             mynetworks: Networks::parse(&cfg.get_list("mynetworks"))?,
             reject_unlisted_recipient: crate::config::parse_bool(&unlisted).unwrap_or(true),
+            sender_login_maps: !cfg.get_list("smtpd_sender_login_maps").is_empty(),
             show_table_name: crate::config::parse_bool(&show).unwrap_or(true),
             codes: Codes {
                 reject: code(cfg, "reject_code", 554)?,
@@ -335,8 +359,76 @@ impl Policy {
                 unknown_virtual_alias: code(cfg, "unknown_virtual_alias_reject_code", 550)?,
                 unknown_virtual_mailbox: code(cfg, "unknown_virtual_mailbox_reject_code", 550)?,
                 unknown_relay: code(cfg, "unknown_relay_recipient_reject_code", 550)?,
+                plaintext: code(cfg, "plaintext_reject_code", 450)?,
             },
         })
+    }
+
+    /// Whether MAIL FROM must look the sender up in `smtpd_sender_login_maps`.
+    pub fn needs_sender_owners(&self) -> bool {
+        self.sender_login_maps
+            && [
+                &self.client,
+                &self.helo,
+                &self.sender,
+                &self.relay,
+                &self.recipient,
+            ]
+            .iter()
+            .any(|l| {
+                l.iter().any(|r| {
+                    matches!(
+                        r,
+                        Restriction::RejectSenderLoginMismatch
+                            | Restriction::RejectAuthenticatedSenderLoginMismatch
+                            | Restriction::RejectKnownSenderLoginMismatch
+                            | Restriction::RejectUnauthenticatedSenderLoginMismatch
+                    )
+                })
+            })
+    }
+
+    /// The login-mismatch family (compat-specs §4.3.4); `authenticated`/`unauthenticated`
+    /// select the halves, `known_only` the 2.11 variant.
+    fn login_mismatch(
+        &self,
+        ctx: &RcptContext<'_>,
+        authenticated: bool,
+        unauthenticated: bool,
+        known_only: bool,
+    ) -> Outcome {
+        if !self.sender_login_maps || ctx.sender.is_empty() {
+            return Outcome::Dunno;
+        }
+        if !ctx.sasl_enabled {
+            tracing::warn!("restriction reject_*_sender_login_mismatch ignored: no SASL support");
+            return Outcome::Dunno;
+        }
+        let owners = match ctx.sender_owners {
+            Owners::Unknown => return Outcome::Dunno,
+            Owners::Failed(_) => return Outcome::Reject(Status::temp_lookup_failure(ctx.sender)),
+            Owners::Found(v) => v,
+        };
+        let reject = |why: String| {
+            Outcome::Reject(st(
+                553,
+                "5.7.1",
+                format!("<{}>: Sender address rejected: {why}", ctx.sender),
+            ))
+        };
+        match ctx.sasl_username {
+            Some(login) if authenticated => {
+                let owned = owners
+                    .iter()
+                    .any(|o| o.to_lowercase() == login.to_lowercase());
+                if !(owned || known_only && owners.is_empty()) {
+                    return reject(format!("not owned by user {login}"));
+                }
+                Outcome::Dunno
+            }
+            None if unauthenticated && !owners.is_empty() => reject("not logged in".into()),
+            _ => Outcome::Dunno,
+        }
     }
 
     /// The RCPT TO decision: `Ok(())` to accept, or the reply.
@@ -440,6 +532,29 @@ impl Policy {
                         Ok(()) => Outcome::Dunno,
                         Err(s) => Outcome::Reject(s),
                     }
+                }
+                Restriction::RejectPlaintextSession => {
+                    if ctx.tls {
+                        Outcome::Dunno
+                    } else {
+                        Outcome::Reject(st(
+                            self.codes.plaintext,
+                            "4.7.1",
+                            "Session encryption is required".into(),
+                        ))
+                    }
+                }
+                Restriction::RejectSenderLoginMismatch => {
+                    self.login_mismatch(ctx, true, true, false)
+                }
+                Restriction::RejectAuthenticatedSenderLoginMismatch => {
+                    self.login_mismatch(ctx, true, false, false)
+                }
+                Restriction::RejectKnownSenderLoginMismatch => {
+                    self.login_mismatch(ctx, true, true, true)
+                }
+                Restriction::RejectUnauthenticatedSenderLoginMismatch => {
+                    self.login_mismatch(ctx, false, true, false)
                 }
                 Restriction::Unsupported(what) => {
                     tracing::warn!(
@@ -600,7 +715,8 @@ mod tests {
     }
 
     /// Script lines: `name = value` (main.cf), or
-    /// `rcpt CLIENT-IP SASL-USER|- RECIPIENT CLASS known|unknown [helo=H] [sender=S]`;
+    /// `rcpt CLIENT-IP SASL-USER|- RECIPIENT CLASS known|unknown [helo=H] [sender=S]
+    /// [owners=a,b|-|!] [tls]` (`-` = no owner, `!` = lookup failure; put it after `sender=`);
     /// output echoes each line and answers rcpt lines with `>>> OK` or `>>> <reply>`.
     fn run_script(input: &str) -> String {
         let mut main = String::new();
@@ -653,11 +769,22 @@ mod tests {
             };
             let mut helo = None;
             let mut sender = "sender@example.org";
+            let mut owners = Owners::Unknown;
+            let mut tls = false;
             for w in words.iter().skip(6) {
+                if *w == "tls" {
+                    tls = true;
+                }
                 if let Some(h) = w.strip_prefix("helo=") {
                     helo = Some(h);
                 } else if let Some(s) = w.strip_prefix("sender=") {
                     sender = s;
+                } else if let Some(o) = w.strip_prefix("owners=") {
+                    owners = match o {
+                        "-" => Owners::Found(Vec::new()),
+                        "!" => Owners::Failed(Status::temp_lookup_failure(sender)),
+                        list => Owners::Found(list.split(',').map(str::to_string).collect()),
+                    };
                 }
             }
             let ctx = RcptContext {
@@ -666,6 +793,9 @@ mod tests {
                 helo,
                 sender,
                 sasl_username: (*sasl != "-").then_some(*sasl),
+                sasl_enabled: true,
+                sender_owners: &owners,
+                tls,
                 rcpt,
                 facts: RcptFacts {
                     class,

@@ -2,7 +2,10 @@
 //! at most `maxproc` at once (master.cf; `-` = `default_process_limit`, 100). Each task reads
 //! from the socket into the pure `Session`, calls the `Backend` for what the session needs,
 //! and writes the replies — flushing only when all buffered input has been answered
-//! (RFC 2920 §3.2 pipelining). It decides nothing about the protocol.
+//! (RFC 2920 §3.2 pipelining). It decides nothing about the protocol. It does the TLS
+//! handshake when the session asks (`Need::StartTls`) or before the greeting
+//! (`smtpd_tls_wrappermode`), then runs the same loop over the TLS stream; it owns the SASL
+//! backend and `smtpd_sender_login_maps` (`Auth`) and reloads the certificate on SIGHUP.
 //!
 //! Guarantees: a panic or IO error in one session ends that session only (tasks are spawned
 //! and their join errors logged); `smtpd_timeout` bounds every read; after the last reply the
@@ -14,7 +17,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
@@ -65,6 +68,11 @@ pub async fn serve_with<B: Backend>(
     opts: ServeOptions,
 ) -> Result<(), SmtpdError> {
     let settings = Arc::new(Settings::from_config(&cfg)?);
+    let auth = Arc::new(Auth::from_config(&cfg, &settings)?);
+    if let Some(store) = settings.tls.certs.clone() {
+        // Like `postfix reload`: SIGHUP re-reads the certificate for new handshakes.
+        reload_on_sighup(store, opts.service.clone(), shutdown.clone());
+    }
     let limit = match opts.maxproc {
         Some(n) => n as usize,
         None => param(&cfg, "default_process_limit", "100")
@@ -107,15 +115,42 @@ pub async fn serve_with<B: Backend>(
         let backend = backend.clone();
         let service = opts.service.clone();
         let shutdown = shutdown.clone();
+        let auth = auth.clone();
         tasks.spawn(async move {
             let _permit = permit;
-            run_session(stream, peer, settings, backend, service, shutdown).await;
+            run_session(stream, peer, settings, backend, auth, service, shutdown).await;
         });
     }
     while let Some(done) = tasks.join_next().await {
         log_join(done);
     }
     Ok(())
+}
+
+fn reload_on_sighup(
+    store: Arc<crate::tls::CertStore>,
+    service: String,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        tracing::warn!("smtpd {service}: cannot watch SIGHUP; certificates reload on restart only");
+        return;
+    };
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                r = hup.recv() => if r.is_none() { return },
+                () = stopped(&mut shutdown) => return,
+            }
+            match store.reload() {
+                Ok(()) => tracing::info!("smtpd {service}: reloaded the TLS certificate"),
+                Err(e) => tracing::warn!(
+                    "smtpd {service}: TLS certificate reload failed, keeping the old one: {e}"
+                ),
+            }
+        }
+    });
 }
 
 fn log_join(done: Result<(), tokio::task::JoinError>) {
@@ -143,59 +178,195 @@ async fn stopped(shutdown: &mut watch::Receiver<bool>) {
 /// Bytes read per system call at most; the session keeps the buffer bounded by draining it.
 const READ_CHUNK: usize = 64 * 1024;
 
+/// What the sessions of one listener use besides the `Backend`: the SASL backend and
+/// `smtpd_sender_login_maps` (both owned by smtpd, not by the lead's `Backend`).
+pub struct Auth {
+    authenticator: Option<crate::sasl::Authenticator>,
+    sender_login_maps: crate::maps::TableList,
+    delimiter: String,
+}
+
+impl Auth {
+    pub fn from_config(cfg: &Config, settings: &Settings) -> Result<Auth, SmtpdError> {
+        let maps = crate::maps::Maps::new(cfg);
+        let authenticator = if settings.sasl.enabled {
+            Some(
+                crate::sasl::Authenticator::from_config(&settings.sasl, cfg, &maps)
+                    .map_err(|e| SmtpdError::Config(e.to_string()))?,
+            )
+        } else {
+            None
+        };
+        let sender_login_maps = maps
+            .open_list(&cfg.get("smtpd_sender_login_maps"))
+            .map_err(|e| SmtpdError::Config(e.to_string()))?;
+        Ok(Auth {
+            authenticator,
+            sender_login_maps,
+            delimiter: cfg.get("recipient_delimiter"),
+        })
+    }
+
+    /// Login names owning `addr` (comma/space separated table values).
+    async fn owners(&self, addr: &str) -> Result<Vec<String>, crate::dsn::Status> {
+        match self
+            .sender_login_maps
+            .find_addr(addr, &self.delimiter, false)
+            .await
+        {
+            Ok(Some(m)) => Ok(crate::config::maincf::split_list(&m.value)),
+            Ok(None) => Ok(Vec::new()),
+            Err(e) => {
+                tracing::warn!("{e}");
+                Err(crate::dsn::Status::temp_lookup_failure(addr))
+            }
+        }
+    }
+
+    async fn authenticate(
+        &self,
+        creds: &crate::sasl::Credentials,
+        ctx: &crate::sasl::AuthContext,
+    ) -> crate::sasl::Outcome {
+        match &self.authenticator {
+            Some(a) => a.authenticate(creds, ctx).await,
+            None => crate::sasl::Outcome::Temp("authentication not enabled".into()),
+        }
+    }
+}
+
+/// How `drive` ended.
+enum Flow {
+    Done,
+    StartTls,
+}
+
 async fn run_session<B: Backend>(
     stream: TcpStream,
     peer: SocketAddr,
     settings: Arc<Settings>,
     backend: Arc<B>,
+    auth: Arc<Auth>,
     service: String,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut session = Session::new(settings.clone(), peer, service);
+    if let Ok(local) = stream.local_addr() {
+        session.set_local(local);
+    }
     tracing::info!("connect from {}", session.client());
     let _ = stream.set_nodelay(true);
-    let (mut rd, mut wr) = stream.into_split();
     let mut input: Vec<u8> = Vec::with_capacity(4096);
     let mut out: Vec<u8> = Vec::with_capacity(1024);
-    session.greeting(&mut out);
+    let mut ctx = Ctx {
+        session: &mut session,
+        settings: &settings,
+        backend: &*backend,
+        auth: &auth,
+        shutdown: &mut shutdown,
+    };
+    let tls_stream = if settings.tls.wrapper {
+        // smtpd_tls_wrappermode: the handshake comes before the greeting (RFC 8314).
+        Some(stream)
+    } else {
+        let mut stream = stream;
+        ctx.session.greeting(&mut out);
+        match drive(&mut stream, &mut ctx, &mut input, &mut out).await {
+            Flow::Done => None,
+            Flow::StartTls => Some(stream),
+        }
+    };
+    if let Some(stream) = tls_stream {
+        match handshake(stream, &settings).await {
+            Ok(mut tls) => {
+                let desc = crate::tls::describe(tls.get_ref().1);
+                input.clear();
+                ctx.session.tls_started(desc);
+                if settings.tls.wrapper {
+                    ctx.session.greeting(&mut out);
+                }
+                let _ = drive(&mut tls, &mut ctx, &mut input, &mut out).await;
+            }
+            Err(e) => ctx.session.tls_failed(&e),
+        }
+    }
+    tracing::info!("disconnect from {}{}", session.client(), session.summary());
+}
+
+async fn handshake(
+    stream: TcpStream,
+    settings: &Settings,
+) -> Result<tokio_rustls::server::TlsStream<TcpStream>, String> {
+    let Some(cfg) = settings.tls.server.clone() else {
+        return Err("no TLS configuration".into());
+    };
+    let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
+    match tokio::time::timeout(settings.timeout, acceptor.accept(stream)).await {
+        Ok(Ok(s)) => Ok(s),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("timeout".into()),
+    }
+}
+
+struct Ctx<'a, B> {
+    session: &'a mut Session,
+    settings: &'a Settings,
+    backend: &'a B,
+    auth: &'a Auth,
+    shutdown: &'a mut watch::Receiver<bool>,
+}
+
+/// Runs the session over one stream (plain TCP or TLS) until it ends or asks for STARTTLS.
+async fn drive<S, B>(
+    stream: &mut S,
+    ctx: &mut Ctx<'_, B>,
+    input: &mut Vec<u8>,
+    out: &mut Vec<u8>,
+) -> Flow
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    B: Backend,
+{
+    let session = &mut *ctx.session;
     loop {
         let now = chrono::Local::now().fixed_offset();
-        match session.advance(&mut input, &mut out, now) {
+        match session.advance(input, out, now) {
             Need::Input => {
                 let delay = session.take_delay();
                 if !delay.is_zero() {
                     tokio::time::sleep(delay).await;
                 }
                 if !out.is_empty() {
-                    if let Err(e) = wr.write_all(&out).await {
+                    if let Err(e) = stream.write_all(out).await {
                         tracing::info!(
                             "lost connection after {} from {}: {e}",
                             session.last_command(),
                             session.client()
                         );
-                        break;
+                        return Flow::Done;
                     }
+                    let _ = stream.flush().await;
                     out.clear();
                 }
                 if input.capacity() - input.len() < READ_CHUNK / 4 {
                     input.reserve(READ_CHUNK);
                 }
                 let read = tokio::select! {
-                    r = tokio::time::timeout(settings.timeout, rd.read_buf(&mut input)) => r,
-                    () = stopped(&mut shutdown) => {
-                        session.shutdown(&mut out);
+                    r = tokio::time::timeout(ctx.settings.timeout, stream.read_buf(input)) => r,
+                    () = stopped(ctx.shutdown) => {
+                        session.shutdown(out);
                         continue;
                     }
                 };
                 match read {
-                    Err(_) => session.timeout(&mut out),
+                    Err(_) => session.timeout(out),
                     Ok(Ok(0)) => {
                         tracing::info!(
                             "lost connection after {} from {}",
                             session.last_command(),
                             session.client()
                         );
-                        break;
+                        return Flow::Done;
                     }
                     Ok(Ok(_)) => {}
                     Ok(Err(e)) => {
@@ -204,31 +375,55 @@ async fn run_session<B: Backend>(
                             session.last_command(),
                             session.client()
                         );
-                        break;
+                        return Flow::Done;
                     }
                 }
             }
             Need::Lookup(rcpt) => {
-                let result = backend.recipient_facts(session.info(), &rcpt).await;
-                session.lookup_done(result, &mut out);
+                let result = ctx.backend.recipient_facts(session.info(), &rcpt).await;
+                session.lookup_done(result, out);
             }
             Need::Enqueue(msg) => {
-                let result = backend.enqueue(session.info(), msg).await;
-                session.enqueue_done(result, &mut out);
+                let result = ctx.backend.enqueue(session.info(), msg).await;
+                session.enqueue_done(result, out);
+            }
+            Need::SenderOwners(addr) => {
+                let result = ctx.auth.owners(&addr).await;
+                session.owners_done(result, out);
+            }
+            Need::Auth(creds) => {
+                let actx = crate::sasl::AuthContext {
+                    client: session.info().client.ip(),
+                    local: session.local(),
+                    tls: session.tls().is_some(),
+                    service: ctx.settings.sasl.service.clone(),
+                };
+                let outcome = ctx.auth.authenticate(&creds, &actx).await;
+                session.auth_done(&creds, outcome, out);
+            }
+            Need::StartTls => {
+                // The 220 goes out in plaintext; the session already dropped pipelined input.
+                if stream.write_all(out).await.is_err() || stream.flush().await.is_err() {
+                    return Flow::Done;
+                }
+                out.clear();
+                input.clear();
+                return Flow::StartTls;
             }
             Need::Close => {
                 let delay = session.take_delay();
                 if !delay.is_zero() {
                     tokio::time::sleep(delay).await;
                 }
-                if wr.write_all(&out).await.is_ok() {
-                    let _ = wr.shutdown().await;
+                if stream.write_all(out).await.is_ok() {
+                    let _ = stream.flush().await;
+                    let _ = stream.shutdown().await;
                     // Read what the client still sends (briefly, boundedly), so closing with
                     // unread input does not reset the connection before it reads our reply.
                     let mut sink = vec![0u8; 4096];
                     let _ = tokio::time::timeout(Duration::from_secs(2), async {
                         let mut total = 0usize;
-                        while let Ok(n) = rd.read(&mut sink).await {
+                        while let Ok(n) = stream.read(&mut sink).await {
                             total += n;
                             if n == 0 || total > 1 << 20 {
                                 break;
@@ -237,11 +432,11 @@ async fn run_session<B: Backend>(
                     })
                     .await;
                 }
-                break;
+                out.clear();
+                return Flow::Done;
             }
         }
     }
-    tracing::info!("disconnect from {}{}", session.client(), session.summary());
 }
 
 #[cfg(test)]
@@ -302,6 +497,9 @@ mod tests {
     #[tokio::test]
     async fn dialogs_over_tcp() {
         for (name, dialog) in testkit::load_dialogs() {
+            if testkit::pure_only(&name) {
+                continue;
+            }
             run_tcp(&name, &dialog).await;
         }
     }

@@ -1,6 +1,7 @@
 //! smtpd: the SMTP server. `session` is the pure protocol engine (bytes in, replies out, one
 //! `Need` at a time for the backend), `check` evaluates the access restrictions (pure),
-//! `conn` is the tokio driver (`serve`) that does the IO and calls the `Backend`.
+//! `conn` is the tokio driver (`serve`) that does the IO and calls the `Backend`; TLS
+//! (`crate::tls`) and SASL (`crate::sasl`) settings are part of `Settings`.
 //!
 //! Invariants: `session` and `check` do no IO and never await; `conn` decides nothing about
 //! the protocol; a lookup failure is a 4xx reply, never "unknown user"; one session's panic or
@@ -119,6 +120,16 @@ pub struct Settings {
     /// The default's `regexp:{{/^[^ ]+: /}}`: a command shaped like a header is forbidden.
     pub forbid_header_commands: bool,
     pub policy: check::Policy,
+    /// `smtpd_tls_*`: STARTTLS, wrapper mode, the rustls config.
+    pub tls: crate::tls::TlsPolicy,
+    /// `smtpd_sasl_*`.
+    pub sasl: crate::sasl::SaslSettings,
+    /// `smtpd_sasl_exceptions_networks`: clients not offered AUTH (they may still use it).
+    pub sasl_exceptions: check::Networks,
+    /// `smtpd_sasl_authenticated_header`.
+    pub sasl_header: bool,
+    /// `smtpd_client_auth_rate_limit` counters, shared by the listener's sessions.
+    pub auth_rate: std::sync::Arc<std::sync::Mutex<crate::sasl::AuthRate>>,
 }
 
 /// A parameter's expanded value, or Postfix's default when neither set nor in the table.
@@ -210,6 +221,16 @@ impl Settings {
             forbidden_commands,
             forbid_header_commands,
             policy: check::Policy::from_config(cfg).map_err(SmtpdError::Config)?,
+            tls: crate::tls::TlsPolicy::from_config(cfg)
+                .map_err(|e| SmtpdError::Config(e.to_string()))?,
+            sasl: crate::sasl::SaslSettings::from_config(cfg)
+                .map_err(|e| SmtpdError::Config(e.to_string()))?,
+            auth_rate: Default::default(),
+            sasl_exceptions: check::Networks::parse(
+                &cfg.get_list("smtpd_sasl_exceptions_networks"),
+            )
+            .map_err(SmtpdError::Config)?,
+            sasl_header: cfg.get_bool("smtpd_sasl_authenticated_header"),
             myorigin: cfg.get("myorigin"),
             myhostname,
         })

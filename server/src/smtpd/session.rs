@@ -4,6 +4,13 @@
 //! the error/junk counters and every reply text (Postfix 3.7 smtpd.c, compat-specs §4.4).
 //! Pipelining (RFC 2920): `advance` answers every complete command in the input, in order, and
 //! returns `Need::Input` only when the input holds no complete command — the driver flushes then.
+//! STARTTLS (RFC 3207): the session answers `220`, drops whatever was pipelined after it and
+//! returns `Need::StartTls`; after `tls_started` it starts over (no HELO, AUTH or transaction).
+//! AUTH (RFC 4954): the PLAIN/LOGIN exchange runs here (`sasl::Exchange`), the credentials go
+//! out as `Need::Auth`, the verdict comes back through `auth_done`. MAIL FROM asks for the
+//! sender's owners (`Need::SenderOwners`) when a `*_sender_login_mismatch` restriction needs them.
+//! The only shared state is the `smtpd_client_auth_rate_limit` counter in `Settings` (a pure
+//! counter behind a mutex, fed with `now`).
 //! No IO, no clock (the driver passes `now`), no tokio. Entry point: `Session`.
 
 use std::fmt::Write as _;
@@ -21,6 +28,8 @@ use crate::proto::{
     Address, BareNewline, Body, Command, DataDecoder, DataError, Decoded, ParseError, Path, Reply,
     SyntaxError, parse_command, read_line_with,
 };
+use crate::sasl::{Credentials, Exchange, Mechanism, Outcome, Step};
+use crate::tls::Level as TlsLevel;
 
 /// What the driver must do before calling `advance` again.
 #[derive(Debug, PartialEq, Eq)]
@@ -33,6 +42,25 @@ pub enum Need {
     Enqueue(Message),
     /// Flush the pending replies and close the connection.
     Close,
+    /// Flush the pending replies (the `220` to STARTTLS), do the TLS handshake, then call
+    /// `tls_started` (or close on failure). The session already discarded every byte the
+    /// client pipelined after STARTTLS (CVE-2011-0411); the driver must not keep any either.
+    StartTls,
+    /// Check these credentials with the SASL backend, then call `auth_done`.
+    Auth(Credentials),
+    /// Look the sender up in `smtpd_sender_login_maps`, then call `owners_done`.
+    SenderOwners(String),
+}
+
+/// What `smtpd_sender_login_maps` said about the transaction's sender.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Owners {
+    /// Not looked up (no maps, null sender, or no restriction needs it).
+    Unknown,
+    /// The login names that own the address (empty: nobody does).
+    Found(Vec<String>),
+    /// The table failed: a restriction that needs it answers with this.
+    Failed(Status),
 }
 
 enum Mode {
@@ -45,6 +73,13 @@ enum Mode {
     },
     AwaitLookup,
     AwaitEnqueue,
+    /// Between `AUTH` and the last client response.
+    Auth(Exchange),
+    /// Discarding the rest of an over-long AUTH response (already answered).
+    AuthSkip,
+    AwaitAuth,
+    AwaitTls,
+    AwaitOwners,
     Closed,
 }
 
@@ -54,6 +89,7 @@ struct Transaction {
     rcpts: Vec<String>,
     /// The recipient whose lookup is outstanding.
     pending: Option<String>,
+    owners: Owners,
 }
 
 /// Per-command counters for the `disconnect from …` line (Postfix 3.0+ shape).
@@ -121,6 +157,14 @@ pub struct Session {
     delay: Duration,
     stats: Stats,
     last: &'static str,
+    /// The mechanism of the authentication in progress or done (`sasl_method=` in logs).
+    sasl_method: Option<Mechanism>,
+    /// `TLSv1.3 with cipher … (256/256 bits)` once TLS is up.
+    tls: Option<String>,
+    /// The server's address on this connection (Dovecot's `lip=`).
+    local: Option<IpAddr>,
+    /// The `now` of the latest `advance` (rate counters).
+    now: DateTime<FixedOffset>,
 }
 
 impl Session {
@@ -150,11 +194,30 @@ impl Session {
             delay: Duration::ZERO,
             stats: Stats::default(),
             last: "CONNECT",
+            sasl_method: None,
+            tls: None,
+            local: None,
+            now: DateTime::<FixedOffset>::default(),
         }
+    }
+
+    /// The server address of the connection (Dovecot's `lip=`).
+    pub fn set_local(&mut self, local: SocketAddr) {
+        self.local = Some(local.ip().to_canonical());
     }
 
     pub fn info(&self) -> &SessionInfo {
         &self.info
+    }
+
+    /// The TLS protocol and cipher, once TLS is up.
+    pub fn tls(&self) -> Option<&str> {
+        self.tls.as_deref()
+    }
+
+    /// The server address of the connection, when the driver told us.
+    pub fn local(&self) -> Option<IpAddr> {
+        self.local
     }
 
     /// `unknown[192.0.2.1]`, as in Postfix's logs.
@@ -217,11 +280,19 @@ impl Session {
         out: &mut Vec<u8>,
         now: DateTime<FixedOffset>,
     ) -> Need {
+        self.now = now;
         loop {
             if matches!(self.mode, Mode::Closed) {
                 return Need::Close;
             }
-            if matches!(self.mode, Mode::AwaitLookup | Mode::AwaitEnqueue) {
+            if matches!(
+                self.mode,
+                Mode::AwaitLookup
+                    | Mode::AwaitEnqueue
+                    | Mode::AwaitAuth
+                    | Mode::AwaitTls
+                    | Mode::AwaitOwners
+            ) {
                 // The driver must resolve the outstanding need first; nothing to do.
                 return Need::Input;
             }
@@ -243,6 +314,16 @@ impl Session {
                         self.last = "UNKNOWN";
                         self.stats.count("unknown", false);
                         self.reply(out, Reply::new(500, "5.5.2", "Error: line too long"));
+                    }
+                    None => {
+                        input.clear();
+                        return Need::Input;
+                    }
+                },
+                Mode::AuthSkip => match skip_line(input) {
+                    Some(n) => {
+                        input.drain(..n.min(input.len()));
+                        self.mode = Mode::Command;
                     }
                     None => {
                         input.clear();
@@ -293,12 +374,76 @@ impl Session {
                             let line = line.text.to_vec();
                             input.drain(..n.min(input.len()));
                             if let Some(need) = self.command(&line, out) {
+                                if need == Need::StartTls {
+                                    // CVE-2011-0411: nothing sent in plaintext after STARTTLS
+                                    // may be read as if it came through TLS.
+                                    if !input.is_empty() {
+                                        tracing::info!(
+                                            "discarding {} bytes pipelined after STARTTLS from {}",
+                                            input.len(),
+                                            self.client
+                                        );
+                                    }
+                                    input.clear();
+                                }
                                 return need;
                             }
                         }
                     }
                 }
-                Mode::AwaitLookup | Mode::AwaitEnqueue | Mode::Closed => return Need::Input,
+                Mode::Auth(_) => {
+                    // RFC 4954 §4: responses may be longer than a command line (12288 octets).
+                    let limit = self.s.line_length_limit.max(12288);
+                    match read_line_with(input, limit, self.bare) {
+                        Err(ParseError::Incomplete) => return Need::Input,
+                        Err(ParseError::BareLf { .. }) => {
+                            return self.bare_newline(out, "<LF>", "CONNECT");
+                        }
+                        Err(ParseError::BareCr { .. }) => {
+                            return self.bare_newline(out, "<CR>", "CONNECT");
+                        }
+                        Err(ParseError::TooLong { .. }) => {
+                            // RFC 4954 §4: 500 5.5.6 and the exchange is over; the rest of
+                            // the line is dropped (Skipping) if it has not all arrived yet.
+                            self.mode = Mode::Command;
+                            self.sasl_method = None;
+                            match skip_line(input) {
+                                Some(n) => input.drain(..n.min(input.len())).for_each(drop),
+                                None => {
+                                    input.clear();
+                                    self.mode = Mode::Skipping;
+                                }
+                            }
+                            self.count_and_reply(
+                                "auth",
+                                out,
+                                Reply::new(
+                                    500,
+                                    "5.5.6",
+                                    "Authentication Exchange line is too long",
+                                ),
+                            );
+                            if matches!(self.mode, Mode::Skipping) {
+                                // Skipping answers again when the line ends; one reply is enough.
+                                self.mode = Mode::AuthSkip;
+                            }
+                        }
+                        Err(_) => return Need::Input,
+                        Ok((line, n)) => {
+                            let line = String::from_utf8_lossy(line.text).into_owned();
+                            input.drain(..n.min(input.len()));
+                            if let Some(need) = self.auth_response(&line, out) {
+                                return need;
+                            }
+                        }
+                    }
+                }
+                Mode::AwaitLookup
+                | Mode::AwaitEnqueue
+                | Mode::AwaitAuth
+                | Mode::AwaitTls
+                | Mode::AwaitOwners
+                | Mode::Closed => return Need::Input,
             }
         }
     }
@@ -428,6 +573,19 @@ impl Session {
                     if !self.s.disable_vrfy {
                         lines.push("VRFY".into());
                     }
+                    // Postfix's order: … ETRN, STARTTLS, AUTH, AUTH=, ENHANCEDSTATUSCODES …
+                    if self.s.tls.offers_starttls() && self.tls.is_none() {
+                        lines.push("STARTTLS".into());
+                    }
+                    let mechs = self.auth_mechanisms();
+                    let excepted = self.s.sasl_exceptions.contains(self.info.client.ip());
+                    if !mechs.is_empty() && !excepted {
+                        let names: Vec<&str> = mechs.iter().map(|m| m.name()).collect();
+                        lines.push(format!("AUTH {}", names.join(" ")));
+                        if self.s.sasl.broken_clients {
+                            lines.push(format!("AUTH={}", names.join(" ")));
+                        }
+                    }
                     lines.push("ENHANCEDSTATUSCODES".into());
                     lines.push("8BITMIME".into());
                     Reply::multi(250, lines)
@@ -437,6 +595,8 @@ impl Session {
             }
             Command::Mail { from, params } => {
                 if let Some(r) = self.state_error("MAIL") {
+                    r
+                } else if let Some(r) = self.must_starttls() {
                     r
                 } else if let Some((k, v)) = params.other.iter().find(|(k, _)| k != "AUTH") {
                     let opt = match v {
@@ -450,12 +610,26 @@ impl Session {
                     // RFC 1870 §6.2.
                     Reply::new(552, "5.3.4", "Message size exceeds fixed limit")
                 } else {
+                    let lookup = match &from {
+                        Address::Path(p)
+                            if self.s.policy.needs_sender_owners() && self.s.sasl.enabled =>
+                        {
+                            Some(p.to_string())
+                        }
+                        _ => None,
+                    };
                     self.tx = Some(Transaction {
                         sender: from,
                         body: params.body,
                         rcpts: Vec::new(),
                         pending: None,
+                        owners: Owners::Unknown,
                     });
+                    if let Some(addr) = lookup {
+                        // The 250 is written once the owners are known (`owners_done`).
+                        self.mode = Mode::AwaitOwners;
+                        return Some(Need::SenderOwners(addr));
+                    }
                     Reply::new(250, "2.1.0", "Ok")
                 }
             }
@@ -488,7 +662,9 @@ impl Session {
             }
             Command::Vrfy(arg) => {
                 self.junk();
-                if self.s.disable_vrfy {
+                if let Some(r) = self.must_starttls() {
+                    r
+                } else if self.s.disable_vrfy {
                     Reply::new(502, "5.5.1", "VRFY command is disabled")
                 } else {
                     Reply::new(252, "2.0.0", arg)
@@ -498,8 +674,22 @@ impl Session {
                 self.junk();
                 Reply::new(502, "5.5.1", "Error: command not implemented")
             }
-            Command::Auth { .. } => Reply::new(503, "5.5.1", "Error: authentication not enabled"),
-            Command::Expn(_) | Command::StartTls | Command::Bdat { .. } => {
+            Command::Auth { mechanism, initial } => {
+                return self.auth(&mechanism, initial.as_deref(), out);
+            }
+            Command::StartTls => {
+                if self.tls.is_some() {
+                    Reply::new(554, "5.5.1", "Error: TLS already active")
+                } else if !self.s.tls.offers_starttls() {
+                    Reply::new(502, "5.5.1", "Error: command not implemented")
+                } else {
+                    self.stats.count("starttls", true);
+                    Reply::new(220, "2.0.0", "Ready to start TLS").write_to(out);
+                    self.mode = Mode::AwaitTls;
+                    return Some(Need::StartTls);
+                }
+            }
+            Command::Expn(_) | Command::Bdat { .. } => {
                 Reply::new(502, "5.5.1", "Error: command not implemented")
             }
             // Postfix has no HELP command.
@@ -512,6 +702,246 @@ impl Session {
         };
         self.count_and_reply(name, out, reply);
         None
+    }
+
+    /// Mechanisms on offer now: none when AUTH is off, or before TLS when
+    /// `smtpd_tls_auth_only` (or `encrypt`) says so (RFC 4954 §4 / RFC 3207 §4.2).
+    fn auth_mechanisms(&self) -> Vec<Mechanism> {
+        let tls = self.tls.is_some();
+        let sasl = &self.s.sasl;
+        if !sasl.enabled
+            || (!tls && (self.s.tls.auth_only || self.s.tls.level == TlsLevel::Encrypt))
+        {
+            return Vec::new();
+        }
+        sasl.mechanisms(tls)
+    }
+
+    /// `smtpd_tls_security_level = encrypt` before STARTTLS.
+    fn must_starttls(&self) -> Option<Reply> {
+        (self.s.tls.level == TlsLevel::Encrypt && self.tls.is_none())
+            .then(|| Reply::new(530, "5.7.0", "Must issue a STARTTLS command first"))
+    }
+
+    /// `AUTH mech [initial-response]` (Postfix smtpd.c auth_cmd + smtpd_sasl_auth_cmd).
+    fn auth(&mut self, mechanism: &str, initial: Option<&str>, out: &mut Vec<u8>) -> Option<Need> {
+        let offered = self.auth_mechanisms();
+        let reply = if !self.s.sasl.enabled || offered.is_empty() && self.must_starttls().is_none()
+        {
+            Some(Reply::new(
+                503,
+                "5.5.1",
+                "Error: authentication not enabled",
+            ))
+        } else if self.tx.is_some() {
+            Some(Reply::new(
+                503,
+                "5.5.1",
+                "Error: MAIL transaction in progress",
+            ))
+        } else if let Some(r) = self.must_starttls() {
+            Some(r)
+        } else if self.info.helo.is_none() {
+            Some(Reply::new(503, "5.5.1", "Error: send HELO/EHLO first"))
+        } else if self.info.sasl_username.is_some() {
+            Some(Reply::new(503, "5.5.1", "Error: already authenticated"))
+        } else if self.auth_rate_exceeded() {
+            Some(Reply::new(
+                450,
+                "4.7.1",
+                format!(
+                    "Error: too many AUTH commands from {}",
+                    self.info.client.ip()
+                ),
+            ))
+        } else {
+            None
+        };
+        if let Some(r) = reply {
+            self.count_and_reply("auth", out, r);
+            return None;
+        }
+        let Some(mech) = Mechanism::parse(mechanism).filter(|m| offered.contains(m)) else {
+            self.auth_failed(mechanism, None, "Invalid authentication mechanism", out);
+            return None;
+        };
+        // RFC 4954 §4: `*` as the initial response cancels.
+        if initial == Some("*") {
+            self.count_and_reply(
+                "auth",
+                out,
+                Reply::new(501, "5.7.0", "Authentication aborted"),
+            );
+            return None;
+        }
+        self.sasl_method = Some(mech);
+        let (ex, step) = Exchange::start(mech, initial);
+        self.mode = Mode::Auth(ex);
+        self.auth_step(step, out)
+    }
+
+    /// `smtpd_client_auth_rate_limit`, counted across this listener's sessions.
+    fn auth_rate_exceeded(&self) -> bool {
+        let limit = self.s.sasl.rate_limit;
+        if limit == 0 {
+            return false;
+        }
+        let ip = self.info.client.ip();
+        if self.s.policy.mynetworks.contains(ip) {
+            // smtpd_client_event_limit_exceptions defaults to $mynetworks.
+            return false;
+        }
+        let now = u64::try_from(self.now.timestamp()).unwrap_or(0);
+        let rate = self
+            .s
+            .auth_rate
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .count(ip, now, self.s.sasl.rate_unit_secs);
+        if rate > limit {
+            tracing::warn!(
+                "AUTH command rate limit exceeded: {rate} from {} for service {}",
+                self.client,
+                self.info.service
+            );
+            return true;
+        }
+        false
+    }
+
+    fn auth_response(&mut self, line: &str, out: &mut Vec<u8>) -> Option<Need> {
+        if line == "*" {
+            self.mode = Mode::Command;
+            self.sasl_method = None;
+            self.count_and_reply(
+                "auth",
+                out,
+                Reply::new(501, "5.7.0", "Authentication aborted"),
+            );
+            return None;
+        }
+        let step = match &mut self.mode {
+            Mode::Auth(ex) => ex.respond(line),
+            _ => return None,
+        };
+        self.auth_step(step, out)
+    }
+
+    fn auth_step(&mut self, step: Step, out: &mut Vec<u8>) -> Option<Need> {
+        match step {
+            Step::Challenge(c) => {
+                Reply::plain(334, c).write_to(out);
+                None
+            }
+            Step::Done(creds) => {
+                self.mode = Mode::AwaitAuth;
+                Some(Need::Auth(creds))
+            }
+            Step::Invalid(why) => {
+                self.mode = Mode::Command;
+                let mech = self.sasl_method.take().map_or("", Mechanism::name);
+                self.auth_failed(mech, None, why, out);
+                None
+            }
+        }
+    }
+
+    /// `535 5.7.8`, logged for fail2ban: `warning: unknown[1.2.3.4]: SASL PLAIN authentication
+    /// failed: <reason>[, sasl_username=<u>]`. Counts as an error (soft/hard error limits slow
+    /// down and then disconnect a guessing client: `421 4.7.0 … Error: too many errors`).
+    fn auth_failed(&mut self, mech: &str, user: Option<&str>, why: &str, out: &mut Vec<u8>) {
+        let user = user
+            .map(|u| format!(", sasl_username={u}"))
+            .unwrap_or_default();
+        tracing::warn!(
+            "{}: SASL {mech} authentication failed: {why}{user}",
+            self.client
+        );
+        self.count_and_reply(
+            "auth",
+            out,
+            Reply::new(535, "5.7.8", format!("Error: authentication failed: {why}")),
+        );
+    }
+
+    /// The SASL backend's answer to `Need::Auth`.
+    pub fn auth_done(&mut self, creds: &Credentials, outcome: Outcome, out: &mut Vec<u8>) {
+        if !matches!(self.mode, Mode::AwaitAuth) {
+            return;
+        }
+        self.mode = Mode::Command;
+        let mech = creds.mechanism.name();
+        match outcome {
+            Outcome::Ok(user) => {
+                // Postfix logs the login on the `QUEUEID: client=…` line (enqueue_done).
+                tracing::debug!("{}: sasl_method={mech}, sasl_username={user}", self.client);
+                self.info.sasl_username = Some(user);
+                self.count_and_reply(
+                    "auth",
+                    out,
+                    Reply::new(235, "2.7.0", "Authentication successful"),
+                );
+            }
+            Outcome::Fail(why) => {
+                self.sasl_method = None;
+                self.auth_failed(mech, Some(&creds.username), &why, out);
+            }
+            Outcome::Temp(why) => {
+                self.sasl_method = None;
+                tracing::warn!(
+                    "{}: SASL {mech} authentication aborted: {why}, sasl_username={}",
+                    self.client,
+                    creds.username
+                );
+                self.count_and_reply(
+                    "auth",
+                    out,
+                    Reply::new(
+                        454,
+                        "4.7.0",
+                        format!("Temporary authentication failure: {why}"),
+                    ),
+                );
+            }
+        }
+    }
+
+    /// The handshake after `Need::StartTls` (or before the greeting in wrapper mode) succeeded:
+    /// RFC 3207 §4.2 — forget everything learned before (HELO, AUTH, the transaction).
+    pub fn tls_started(&mut self, description: String) {
+        tracing::info!(
+            "Anonymous TLS connection established from {}: {description}",
+            self.client
+        );
+        self.tls = Some(description);
+        self.info.helo = None;
+        self.info.protocol = "SMTP";
+        self.info.sasl_username = None;
+        self.sasl_method = None;
+        self.tx = None;
+        self.mode = Mode::Command;
+    }
+
+    /// The handshake failed: log it; the driver closes the connection.
+    pub fn tls_failed(&mut self, why: &str) {
+        tracing::warn!("TLS handshake failed for {}: {why}", self.client);
+        self.stats.count("starttls", false);
+        self.mode = Mode::Closed;
+    }
+
+    /// The answer to `Need::SenderOwners`: logins owning the sender, or the table error.
+    pub fn owners_done(&mut self, result: Result<Vec<String>, Status>, out: &mut Vec<u8>) {
+        if !matches!(self.mode, Mode::AwaitOwners) {
+            return;
+        }
+        self.mode = Mode::Command;
+        if let Some(tx) = self.tx.as_mut() {
+            tx.owners = match result {
+                Ok(v) => Owners::Found(v),
+                Err(s) => Owners::Failed(s),
+            };
+        }
+        self.count_and_reply("mail", out, Reply::new(250, "2.1.0", "Ok"));
     }
 
     /// The state errors Postfix checks before a command's syntax.
@@ -604,12 +1034,16 @@ impl Session {
                 .as_ref()
                 .map(|t| t.sender.as_string())
                 .unwrap_or_default();
+            let owners = self.tx.as_ref().map(|t| t.owners.clone());
             let ctx = RcptContext {
                 client: ip,
                 client_name: &self.info.client_name,
                 helo: self.info.helo.as_deref(),
                 sender: &sender,
                 sasl_username: self.info.sasl_username.as_deref(),
+                sasl_enabled: self.s.sasl.enabled,
+                sender_owners: owners.as_ref().unwrap_or(&Owners::Unknown),
+                tls: self.tls.is_some(),
                 rcpt: &rcpt,
                 facts,
             };
@@ -677,6 +1111,18 @@ impl Session {
             &self.s.mail_name,
             &tx.rcpts,
             now,
+            self.tls.as_deref(),
+            self.s.tls.received_header,
+        )
+        .replace(
+            "\r\n\tby ",
+            &match (&self.info.sasl_username, self.s.sasl_header) {
+                (Some(u), true) => {
+                    let u: String = u.chars().filter(|c| !c.is_control()).collect();
+                    format!("\r\n\t(Authenticated sender: {u})\r\n\tby ")
+                }
+                _ => "\r\n\tby ".to_string(),
+            },
         )
         .into_bytes();
         data.extend_from_slice(&body);
@@ -698,7 +1144,14 @@ impl Session {
         self.mode = Mode::Command;
         let reply = match result {
             Ok(id) => {
-                tracing::info!("{id}: client={}", self.client);
+                match (&self.info.sasl_username, self.sasl_method) {
+                    (Some(u), Some(m)) => tracing::info!(
+                        "{id}: client={}, sasl_method={}, sasl_username={u}",
+                        self.client,
+                        m.name()
+                    ),
+                    _ => tracing::info!("{id}: client={}", self.client),
+                }
                 Reply::new(250, "2.0.0", format!("Ok: queued as {id}"))
             }
             Err(status) => {
@@ -783,16 +1236,30 @@ pub fn received_header(
     mail_name: &str,
     rcpts: &[String],
     now: DateTime<FixedOffset>,
+    tls: Option<&str>,
+    tls_header: bool,
 ) -> String {
     let addr = match info.client.ip() {
         IpAddr::V4(a) => a.to_string(),
         IpAddr::V6(a) => format!("IPv6:{a}"),
     };
     let helo = info.helo.as_deref().unwrap_or(&info.client_name);
-    let mut h = format!(
-        "Received: from {helo} ({} [{addr}])\r\n\tby {myhostname} ({mail_name}) with {}",
-        info.client_name, info.protocol
-    );
+    let mut h = format!("Received: from {helo} ({} [{addr}])", info.client_name);
+    if let (true, Some(tls)) = (tls_header, tls) {
+        let _ = write!(
+            h,
+            "\r\n\t(using {tls})\r\n\t(No client certificate requested)"
+        );
+    }
+    // RFC 3848: ESMTPS with TLS, ESMTPA after AUTH, ESMTPSA with both.
+    let mut with = info.protocol.to_string();
+    if tls.is_some() {
+        with.push('S');
+    }
+    if info.sasl_username.is_some() {
+        with.push('A');
+    }
+    let _ = write!(h, "\r\n\tby {myhostname} ({mail_name}) with {with}");
     match rcpts {
         [one] => {
             let _ = write!(h, "\r\n\tfor <{one}>; ");
@@ -845,6 +1312,8 @@ mod tests {
             "Postern",
             &["u@example.com".into()],
             now,
+            None,
+            false,
         );
         assert_eq!(
             h,
@@ -856,7 +1325,15 @@ mod tests {
             protocol: "SMTP",
             ..info
         };
-        let h = received_header(&info6, "mx", "Postern", &["a@b".into(), "c@d".into()], now);
+        let h = received_header(
+            &info6,
+            "mx",
+            "Postern",
+            &["a@b".into(), "c@d".into()],
+            now,
+            None,
+            false,
+        );
         assert_eq!(
             h,
             "Received: from unknown (unknown [IPv6:2001:db8::1])\r\n\tby mx (Postern) with SMTP; Mon,  1 Jan 2024 12:00:00 +0000\r\n"
@@ -884,6 +1361,69 @@ mod tests {
             text.ends_with("\r\nSubject: x\r\n\r\n.dot \u{e9}\r\n"),
             "{text}"
         );
+    }
+
+    /// After STARTTLS and AUTH: `with ESMTPSA`, the TLS line (smtpd_tls_received_header) and
+    /// the login (smtpd_sasl_authenticated_header); the queue log line names the login.
+    #[test]
+    fn received_header_after_tls_and_auth() {
+        let d = testkit::Dialog::parse(
+            "% smtpd_tls_security_level = may\n% smtpd_tls_cert_file = @CERT@\n\
+             % smtpd_tls_received_header = yes\n% smtpd_sasl_auth_enable = yes\n\
+             % smtpd_sasl_type = dovecot\n% smtpd_sasl_authenticated_header = yes\n",
+        );
+        let backend = FakeBackend::default();
+        let mut run = testkit::PureRun::with_backend(&d, backend.clone());
+        run.send(b"EHLO c.example\r\nSTARTTLS\r\n");
+        let out = run.send(b"EHLO c.example\r\nAUTH PLAIN AHVzZXJAdmlydC50bGQAc2VjcmV0\r\nMAIL FROM:<user@virt.tld>\r\nRCPT TO:<alice@virt.tld>\r\nDATA\r\nSubject: x\r\n\r\nhi\r\n.\r\n");
+        assert!(out.contains("235 2.7.0 Authentication successful"), "{out}");
+        assert!(
+            out.ends_with("250 2.0.0 Ok: queued as 0000000001\r\n"),
+            "{out}"
+        );
+        let msgs = backend.messages();
+        let text = String::from_utf8_lossy(&msgs.first().expect("one message").data).into_owned();
+        assert!(
+            text.starts_with(
+                "Received: from c.example (unknown [127.0.0.1])\r\n\t\
+                 (using TLSv1.3 with cipher TLS13_AES_256_GCM_SHA384 (256/256 bits))\r\n\t\
+                 (No client certificate requested)\r\n\t\
+                 (Authenticated sender: user@virt.tld)\r\n\t\
+                 by mx.test (Postern) with ESMTPSA\r\n\tfor <alice@virt.tld>; "
+            ),
+            "{text}"
+        );
+    }
+
+    /// RFC 4954 §4: an AUTH response of 12288 octets is read; one more is `500 5.5.6`.
+    #[test]
+    fn auth_response_length_limit() {
+        let d =
+            testkit::Dialog::parse("% smtpd_sasl_auth_enable = yes\n% smtpd_sasl_type = dovecot\n");
+        for (len, want) in [
+            (
+                12288,
+                "535 5.7.8 Error: authentication failed: Invalid authentication mechanism",
+            ),
+            (12289, "500 5.5.6 Authentication Exchange line is too long"),
+        ] {
+            let mut run = testkit::PureRun::new(&d);
+            run.send(b"EHLO c.example\r\nAUTH PLAIN\r\n");
+            let mut line = vec![b'A'; len];
+            line.extend_from_slice(b"\r\nNOOP\r\n");
+            let out = run.send(&line);
+            assert_eq!(out, format!("{want}\r\n250 2.0.0 Ok\r\n"), "{len}");
+        }
+        // The over-long line arriving in pieces is answered once, then commands go on.
+        let mut run = testkit::PureRun::new(&d);
+        run.send(b"EHLO c.example\r\nAUTH PLAIN\r\n");
+        let out = run.send(&vec![b'A'; 20000]);
+        assert_eq!(
+            out,
+            "500 5.5.6 Authentication Exchange line is too long\r\n"
+        );
+        assert_eq!(run.send(&vec![b'A'; 5000]), "");
+        assert_eq!(run.send(b"AAAA\r\nNOOP\r\n"), "250 2.0.0 Ok\r\n");
     }
 
     #[test]

@@ -46,7 +46,12 @@ impl Dialog {
         let mut cur = Step::default();
         for line in text.lines() {
             if let Some(kv) = line.strip_prefix("% ") {
-                d.main_cf.push_str(kv);
+                let kv = if kv.contains("@CERT@") {
+                    kv.replace("@CERT@", &test_cert().display().to_string())
+                } else {
+                    kv.to_string()
+                };
+                d.main_cf.push_str(&kv);
                 d.main_cf.push('\n');
             } else if let Some(c) = line.strip_prefix("C: ").or_else(|| line.strip_prefix("C:")) {
                 if !cur.expect.is_empty() || cur.timeout {
@@ -122,6 +127,61 @@ fn unescape(s: &str) -> Vec<u8> {
         }
     }
     out
+}
+
+/// A self-signed certificate + key (one PEM file) for dialogs: `% smtpd_tls_cert_file = @CERT@`.
+pub fn test_cert() -> std::path::PathBuf {
+    static CERT: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    CERT.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("postern-testkit-{}", std::process::id()));
+        let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+        if let Err(e) = crate::tls::self_signed("mx.test", &cert, &key) {
+            panic!("test certificate: {e}");
+        }
+        let both = format!(
+            "{}{}",
+            std::fs::read_to_string(&key).unwrap_or_default(),
+            std::fs::read_to_string(&cert).unwrap_or_default()
+        );
+        let path = dir.join("both.pem");
+        if let Err(e) = std::fs::write(&path, both) {
+            panic!("test certificate: {e}");
+        }
+        path
+    })
+    .clone()
+}
+
+/// Dialogs whose STARTTLS/AUTH steps need `PureRun`'s fakes (the TCP replay has no TLS client
+/// and no SASL backend; tests/it covers those paths with real clients and Dovecot).
+pub fn pure_only(name: &str) -> bool {
+    name.starts_with("tls_") || name.starts_with("auth_")
+}
+
+/// The fake SASL backend: `user@virt.tld` / `secret` succeeds (also as `USER@virt.tld`, normalised
+/// to lower case), password `down` is a backend outage, anything else fails.
+pub fn fake_auth(creds: &crate::sasl::Credentials) -> crate::sasl::Outcome {
+    use crate::sasl::Outcome;
+    let user = creds.username.to_lowercase();
+    match (user.as_str(), creds.password.as_str()) {
+        (_, "down") => Outcome::Temp("Can't connect to authentication server".into()),
+        ("user@virt.tld", "secret") => Outcome::Ok(user),
+        _ => Outcome::Fail("(reason unavailable)".into()),
+    }
+}
+
+/// The fake `smtpd_sender_login_maps`: each `virt.tld` mailbox owns itself, `user@virt.tld` also
+/// owns `alias@alias.tld`; `fail.tld` fails; nothing else has an owner.
+pub fn fake_owners(addr: &str) -> Result<Vec<String>, Status> {
+    let a = addr.to_lowercase();
+    if a.ends_with("@fail.tld") {
+        return Err(Status::temp_lookup_failure(addr));
+    }
+    Ok(match a.as_str() {
+        "alias@alias.tld" => vec!["user@virt.tld".into()],
+        a if a.ends_with("@virt.tld") => vec![a.to_string()],
+        _ => Vec::new(),
+    })
 }
 
 /// All dialog files, sorted by name.
@@ -269,6 +329,20 @@ impl PureRun {
                 Need::Enqueue(msg) => {
                     let r = self.backend.queue(msg);
                     self.session.enqueue_done(r, &mut out);
+                }
+                Need::StartTls => {
+                    // The handshake "succeeds"; bytes sent with STARTTLS are gone already.
+                    self.session.tls_started(
+                        "TLSv1.3 with cipher TLS13_AES_256_GCM_SHA384 (256/256 bits)".into(),
+                    );
+                }
+                Need::Auth(creds) => {
+                    let r = fake_auth(&creds);
+                    self.session.auth_done(&creds, r, &mut out);
+                }
+                Need::SenderOwners(addr) => {
+                    let r = fake_owners(&addr);
+                    self.session.owners_done(r, &mut out);
                 }
             }
         }

@@ -7,5 +7,12 @@ mod peers;
 
 mod dovecot_peer;
 mod e2e;
+mod maps_backends;
 mod maps_sqlite;
+mod smtp_out;
+mod queue_tools;
 mod up;
+mod deploy;
+mod maillog;
+mod smtpd_auth;
+mod smtpd_tls;

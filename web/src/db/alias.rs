@@ -18,7 +18,7 @@ pub struct InsertAlias<'a> {
 }
 
 /// An alias as listed.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize)]
 pub struct AliasRow {
     pub address: String,
     pub goto: String,
@@ -77,13 +77,40 @@ pub async fn count_in_domain(
     .await
 }
 
-const FILTER: &str = "($1 = '' OR a.domain = $2) \
-     AND (LOWER(a.address) LIKE $3 ESCAPE '!' OR LOWER(a.goto) LIKE $4 ESCAPE '!') \
-     AND ($5 = '1' OR a.domain IN \
-          (SELECT da.domain FROM domain_admins da WHERE da.username = $6 AND da.active = '1'))";
+/// The conditions of an alias listing: domain, search text, the admin's domains, and
+/// whether mailboxes' own rows are left out (PostfixAdmin's alias list shows those as
+/// mailbox forwarding, not as aliases).
+fn filter(scope: &Scope, domain: &str, q: &str, hide_mailboxes: bool) -> super::Where {
+    let mut w = super::Where::default();
+    if !domain.is_empty() {
+        w.and("a.domain = ?", &[domain]);
+    }
+    if !q.trim().is_empty() {
+        let p = like_pattern(q);
+        w.and(
+            "LOWER(a.address) LIKE ? ESCAPE '!' OR LOWER(a.goto) LIKE ? ESCAPE '!'",
+            &[&p, &p],
+        );
+    }
+    if let Scope::Admin(admin) = scope {
+        w.and(
+            "a.domain IN (SELECT da.domain FROM domain_admins da \
+             WHERE da.username = ? AND da.active = '1')",
+            &[admin],
+        );
+    }
+    if hide_mailboxes {
+        w.and(
+            "NOT EXISTS (SELECT 1 FROM mailbox mx WHERE mx.username = a.address)",
+            &[],
+        );
+    }
+    w
+}
 
 /// Aliases visible in `scope`, in `domain` (empty: every domain), whose address or targets
-/// contain `q`: one page and the total number of matches.
+/// contain `q`: one page and the total number of matches. `hide_mailboxes` leaves out
+/// mailboxes' own rows. The page's keys are chosen first (see `mailbox::list`).
 pub async fn list(
     conn: &mut AnyConnection,
     e: Engine,
@@ -91,34 +118,29 @@ pub async fn list(
     domain: &str,
     q: &str,
     page: Page,
+    hide_mailboxes: bool,
 ) -> Result<(Vec<AliasRow>, i64), sqlx::Error> {
-    let pattern = like_pattern(q);
-    let (all, admin) = scope.binds();
-    let total: i64 =
-        sqlx::query_scalar(e.sql(&format!("SELECT COUNT(*) FROM alias a WHERE {FILTER}")))
-            .bind(domain.to_string())
-            .bind(domain.to_string())
-            .bind(pattern.clone())
-            .bind(pattern.clone())
-            .bind(all)
-            .bind(admin.clone())
-            .fetch_one(&mut *conn)
-            .await?;
-    let rows = sqlx::query(e.sql(&format!(
-        "SELECT a.address, a.goto, a.domain, BOOL(a.active) AS active, \
-         (SELECT COUNT(*) FROM mailbox m WHERE m.username = a.address) AS is_mailbox \
-         FROM alias a WHERE {FILTER} ORDER BY a.domain, a.address LIMIT $7 OFFSET $8"
-    )))
-    .bind(domain.to_string())
-    .bind(domain.to_string())
-    .bind(pattern.clone())
-    .bind(pattern)
-    .bind(all)
-    .bind(admin)
-    .bind(page.limit)
-    .bind(page.offset)
-    .fetch_all(conn)
-    .await?;
+    let w = filter(scope, domain, q, hide_mailboxes);
+    let cond = w.sql();
+    let total: i64 = w
+        .bind_scalar(sqlx::query_scalar(
+            e.sql(&format!("SELECT COUNT(*) FROM alias a WHERE {cond}")),
+        ))
+        .fetch_one(&mut *conn)
+        .await?;
+    let (lim, off) = (w.next(), w.next() + 1);
+    let rows = w
+        .bind(sqlx::query(e.sql(&format!(
+            "SELECT a.address, a.goto, a.domain, BOOL(a.active) AS active, \
+             (SELECT COUNT(*) FROM mailbox m WHERE m.username = a.address) AS is_mailbox \
+             FROM alias a JOIN (SELECT a.address AS k FROM alias a WHERE {cond} \
+               ORDER BY a.domain, a.address LIMIT ${lim} OFFSET ${off}) pg ON pg.k = a.address \
+             ORDER BY a.domain, a.address"
+        ))))
+        .bind(page.limit)
+        .bind(page.offset)
+        .fetch_all(conn)
+        .await?;
     let rows = rows
         .iter()
         .map(|r| {
@@ -132,4 +154,117 @@ pub async fn list(
         })
         .collect::<Result<Vec<_>, sqlx::Error>>()?;
     Ok((rows, total))
+}
+
+fn alias_row(r: &sqlx::any::AnyRow) -> Result<AliasRow, sqlx::Error> {
+    Ok(AliasRow {
+        address: r.try_get("address")?,
+        goto: r.try_get("goto")?,
+        domain: r.try_get("domain")?,
+        active: r.try_get::<i64, _>("active")? != 0,
+        is_mailbox: r.try_get::<i64, _>("is_mailbox")? != 0,
+    })
+}
+
+/// The alias `address`, if there is one.
+pub async fn get(
+    conn: &mut AnyConnection,
+    e: Engine,
+    address: &str,
+) -> Result<Option<AliasRow>, sqlx::Error> {
+    let row = sqlx::query(e.sql(
+        "SELECT a.address, a.goto, a.domain, BOOL(a.active) AS active, \
+         (SELECT COUNT(*) FROM mailbox m WHERE m.username = a.address) AS is_mailbox \
+         FROM alias a WHERE a.address = $1",
+    ))
+    .bind(address.to_string())
+    .fetch_optional(conn)
+    .await?;
+    row.as_ref().map(alias_row).transpose()
+}
+
+/// Set an alias's targets and state.
+pub async fn update(
+    conn: &mut AnyConnection,
+    e: Engine,
+    address: &str,
+    goto: &str,
+    active: bool,
+    now: &str,
+) -> Result<(), sqlx::Error> {
+    let sql = format!(
+        "UPDATE alias SET goto = $1, active = {}, modified = TS($2) WHERE address = $3",
+        bool_lit(active)
+    );
+    sqlx::query(e.sql(&sql))
+        .bind(goto.to_string())
+        .bind(now.to_string())
+        .bind(address.to_string())
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Set only an alias's targets.
+pub async fn set_goto(
+    conn: &mut AnyConnection,
+    e: Engine,
+    address: &str,
+    goto: &str,
+    now: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(e.sql("UPDATE alias SET goto = $1, modified = TS($2) WHERE address = $3"))
+        .bind(goto.to_string())
+        .bind(now.to_string())
+        .bind(address.to_string())
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Set only an alias's state.
+pub async fn set_active(
+    conn: &mut AnyConnection,
+    e: Engine,
+    address: &str,
+    active: bool,
+    now: &str,
+) -> Result<(), sqlx::Error> {
+    let sql = format!(
+        "UPDATE alias SET active = {}, modified = TS($1) WHERE address = $2",
+        bool_lit(active)
+    );
+    sqlx::query(e.sql(&sql))
+        .bind(now.to_string())
+        .bind(address.to_string())
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+pub async fn delete(conn: &mut AnyConnection, e: Engine, address: &str) -> Result<(), sqlx::Error> {
+    sqlx::query(e.sql("DELETE FROM alias WHERE address = $1"))
+        .bind(address.to_string())
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Aliases (other than `target`'s own row) whose `goto` may name `target`: `(address, goto)`.
+/// A substring match; the caller checks the comma-separated items exactly.
+pub async fn referencing(
+    conn: &mut AnyConnection,
+    e: Engine,
+    target: &str,
+) -> Result<Vec<(String, String)>, sqlx::Error> {
+    let rows = sqlx::query(e.sql(
+        "SELECT address, goto FROM alias WHERE LOWER(goto) LIKE $1 ESCAPE '!' AND address <> $2",
+    ))
+    .bind(like_pattern(target))
+    .bind(target.to_string())
+    .fetch_all(conn)
+    .await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get("address")?, r.try_get("goto")?)))
+        .collect()
 }

@@ -18,7 +18,7 @@ pub struct LogEntry<'a> {
 }
 
 /// A log row as read back.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct LogRow {
     pub timestamp: String,
     pub username: String,
@@ -84,4 +84,72 @@ pub async fn recent(
             })
         })
         .collect()
+}
+
+/// One page of `domain`'s log rows (empty `domain`: every domain), newest first, with the
+/// total number of rows.
+pub async fn page(
+    conn: &mut AnyConnection,
+    e: Engine,
+    domain: &str,
+    page: super::Page,
+) -> Result<(Vec<LogRow>, i64), sqlx::Error> {
+    let ts = match e {
+        Engine::MySql => "`timestamp`",
+        Engine::Sqlite | Engine::Postgres => "\"timestamp\"",
+    };
+    let total: i64 =
+        sqlx::query_scalar(e.sql("SELECT COUNT(*) FROM log WHERE ($1 = '' OR domain = $2)"))
+            .bind(domain.to_string())
+            .bind(domain.to_string())
+            .fetch_one(&mut *conn)
+            .await?;
+    let sql = format!(
+        "SELECT TSTEXT({ts}) AS ts, username, domain, action, data FROM log \
+         WHERE ($1 = '' OR domain = $2) ORDER BY id DESC LIMIT $3 OFFSET $4"
+    );
+    let rows = sqlx::query(e.sql(&sql))
+        .bind(domain.to_string())
+        .bind(domain.to_string())
+        .bind(page.limit)
+        .bind(page.offset)
+        .fetch_all(conn)
+        .await?;
+    let rows = rows
+        .iter()
+        .map(|r| {
+            Ok(LogRow {
+                timestamp: r.try_get::<Option<String>, _>("ts")?.unwrap_or_default(),
+                username: r.try_get("username")?,
+                domain: r.try_get("domain")?,
+                action: r.try_get("action")?,
+                data: r.try_get("data")?,
+            })
+        })
+        .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    Ok((rows, total))
+}
+
+/// Write one log row: who (`Actor::log_name`), which domain, what, on which item.
+pub async fn write(
+    conn: &mut AnyConnection,
+    e: Engine,
+    who: &str,
+    domain: &str,
+    action: &str,
+    data: &str,
+) -> Result<(), sqlx::Error> {
+    let now = super::now();
+    insert(
+        conn,
+        e,
+        &LogEntry {
+            timestamp: &now,
+            username: who,
+            domain,
+            action,
+            data,
+        },
+    )
+    .await
 }

@@ -22,7 +22,7 @@ pub struct InsertMailbox<'a> {
 }
 
 /// A mailbox as listed.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize)]
 pub struct MailboxRow {
     pub username: String,
     pub name: String,
@@ -31,6 +31,34 @@ pub struct MailboxRow {
     pub domain: String,
     pub active: bool,
     pub modified: String,
+    pub smtp_active: bool,
+    /// Bytes in use per Dovecot's `quota2` (0 when unknown).
+    pub used_bytes: i64,
+    /// Where the mailbox's own alias row forwards to, when it is more than itself.
+    pub goto: String,
+}
+
+/// One mailbox, for its edit form.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct MailboxDetail {
+    pub username: String,
+    pub name: String,
+    pub quota_bytes: i64,
+    pub domain: String,
+    pub local_part: String,
+    pub active: bool,
+    pub smtp_active: bool,
+}
+
+/// What an edit writes.
+#[derive(Clone, Debug)]
+pub struct UpdateMailbox<'a> {
+    pub username: &'a str,
+    pub name: &'a str,
+    pub quota_bytes: i64,
+    pub active: bool,
+    pub smtp_active: bool,
+    pub now: &'a str,
 }
 
 pub async fn insert(
@@ -99,13 +127,32 @@ pub async fn quota_sum_in_domain(
     .await
 }
 
-const FILTER: &str = "($1 = '' OR m.domain = $2) \
-     AND (LOWER(m.username) LIKE $3 ESCAPE '!' OR LOWER(m.name) LIKE $4 ESCAPE '!') \
-     AND ($5 = '1' OR m.domain IN \
-          (SELECT da.domain FROM domain_admins da WHERE da.username = $6 AND da.active = '1'))";
+/// The conditions of a mailbox listing: domain, search text, the admin's domains.
+fn filter(scope: &Scope, domain: &str, q: &str) -> super::Where {
+    let mut w = super::Where::default();
+    if !domain.is_empty() {
+        w.and("m.domain = ?", &[domain]);
+    }
+    if !q.trim().is_empty() {
+        let p = like_pattern(q);
+        w.and(
+            "LOWER(m.username) LIKE ? ESCAPE '!' OR LOWER(m.name) LIKE ? ESCAPE '!'",
+            &[&p, &p],
+        );
+    }
+    if let Scope::Admin(admin) = scope {
+        w.and(
+            "m.domain IN (SELECT da.domain FROM domain_admins da \
+             WHERE da.username = ? AND da.active = '1')",
+            &[admin],
+        );
+    }
+    w
+}
 
 /// Mailboxes visible in `scope`, in `domain` (empty: every domain), whose address or name
-/// contains `q`: one page and the total number of matches.
+/// contains `q`: one page and the total number of matches. The page's keys are chosen first,
+/// so per-row lookups (usage, forwarding) run for the page only, however deep it is.
 pub async fn list(
     conn: &mut AnyConnection,
     e: Engine,
@@ -114,33 +161,29 @@ pub async fn list(
     q: &str,
     page: Page,
 ) -> Result<(Vec<MailboxRow>, i64), sqlx::Error> {
-    let pattern = like_pattern(q);
-    let (all, admin) = scope.binds();
-    let total: i64 =
-        sqlx::query_scalar(e.sql(&format!("SELECT COUNT(*) FROM mailbox m WHERE {FILTER}")))
-            .bind(domain.to_string())
-            .bind(domain.to_string())
-            .bind(pattern.clone())
-            .bind(pattern.clone())
-            .bind(all)
-            .bind(admin.clone())
-            .fetch_one(&mut *conn)
-            .await?;
-    let rows = sqlx::query(e.sql(&format!(
-        "SELECT m.username, m.name, m.maildir, m.quota, m.domain, BOOL(m.active) AS active, \
-         TSTEXT(m.modified) AS modified \
-         FROM mailbox m WHERE {FILTER} ORDER BY m.domain, m.username LIMIT $7 OFFSET $8"
-    )))
-    .bind(domain.to_string())
-    .bind(domain.to_string())
-    .bind(pattern.clone())
-    .bind(pattern)
-    .bind(all)
-    .bind(admin)
-    .bind(page.limit)
-    .bind(page.offset)
-    .fetch_all(conn)
-    .await?;
+    let w = filter(scope, domain, q);
+    let cond = w.sql();
+    let total: i64 = w
+        .bind_scalar(sqlx::query_scalar(
+            e.sql(&format!("SELECT COUNT(*) FROM mailbox m WHERE {cond}")),
+        ))
+        .fetch_one(&mut *conn)
+        .await?;
+    let (lim, off) = (w.next(), w.next() + 1);
+    let rows = w
+        .bind(sqlx::query(e.sql(&format!(
+            "SELECT m.username, m.name, m.maildir, m.quota, m.domain, BOOL(m.active) AS active, \
+             BOOL(m.smtp_active) AS smtp_active, TSTEXT(m.modified) AS modified, \
+             INT(COALESCE((SELECT q.bytes FROM quota2 q WHERE q.username = m.username), 0)) AS used, \
+             COALESCE((SELECT a.goto FROM alias a WHERE a.address = m.username), '') AS goto \
+             FROM mailbox m JOIN (SELECT m.username AS k FROM mailbox m WHERE {cond} \
+               ORDER BY m.domain, m.username LIMIT ${lim} OFFSET ${off}) pg ON pg.k = m.username \
+             ORDER BY m.domain, m.username"
+        ))))
+        .bind(page.limit)
+        .bind(page.offset)
+        .fetch_all(conn)
+        .await?;
     let rows = rows
         .iter()
         .map(|r| {
@@ -156,8 +199,162 @@ pub async fn list(
                 modified: r
                     .try_get::<Option<String>, _>("modified")?
                     .unwrap_or_default(),
+                smtp_active: r.try_get::<i64, _>("smtp_active")? != 0,
+                used_bytes: r.try_get("used")?,
+                goto: r.try_get("goto")?,
             })
         })
         .collect::<Result<Vec<_>, sqlx::Error>>()?;
     Ok((rows, total))
+}
+
+pub async fn get(
+    conn: &mut AnyConnection,
+    e: Engine,
+    username: &str,
+) -> Result<Option<MailboxDetail>, sqlx::Error> {
+    let row = sqlx::query(e.sql(
+        "SELECT username, name, quota, COALESCE(domain, '') AS domain, local_part, \
+         BOOL(active) AS active, BOOL(smtp_active) AS smtp_active FROM mailbox WHERE username = $1",
+    ))
+    .bind(username.to_string())
+    .fetch_optional(conn)
+    .await?;
+    row.map(|r| {
+        Ok(MailboxDetail {
+            username: r.try_get("username")?,
+            name: r.try_get("name")?,
+            quota_bytes: r.try_get("quota")?,
+            domain: r.try_get("domain")?,
+            local_part: r.try_get("local_part")?,
+            active: r.try_get::<i64, _>("active")? != 0,
+            smtp_active: r.try_get::<i64, _>("smtp_active")? != 0,
+        })
+    })
+    .transpose()
+}
+
+pub async fn update(
+    conn: &mut AnyConnection,
+    e: Engine,
+    m: &UpdateMailbox<'_>,
+) -> Result<(), sqlx::Error> {
+    // Booleans are one of two fixed literals, never input.
+    let sql = format!(
+        "UPDATE mailbox SET name = $1, quota = $2, active = {}, smtp_active = {}, \
+         modified = TS($3) WHERE username = $4",
+        bool_lit(m.active),
+        bool_lit(m.smtp_active)
+    );
+    sqlx::query(e.sql(&sql))
+        .bind(m.name.to_string())
+        .bind(m.quota_bytes)
+        .bind(m.now.to_string())
+        .bind(m.username.to_string())
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Store a new password hash and its expiry.
+pub async fn set_password(
+    conn: &mut AnyConnection,
+    e: Engine,
+    username: &str,
+    hash: &str,
+    expiry: &str,
+    now: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(e.sql(
+        "UPDATE mailbox SET password = $1, password_expiry = TS($2), modified = TS($3) \
+         WHERE username = $4",
+    ))
+    .bind(hash.to_string())
+    .bind(expiry.to_string())
+    .bind(now.to_string())
+    .bind(username.to_string())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Sum of the positive quotas of `domain`'s mailboxes other than `except`, in bytes.
+pub async fn quota_sum_except(
+    conn: &mut AnyConnection,
+    e: Engine,
+    domain: &str,
+    except: &str,
+) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(e.sql(
+        "SELECT INT(COALESCE(SUM(quota), 0)) FROM mailbox \
+         WHERE domain = $1 AND quota > 0 AND username <> $2",
+    ))
+    .bind(domain.to_string())
+    .bind(except.to_string())
+    .fetch_one(conn)
+    .await
+}
+
+/// Delete the mailbox `username` and the rows that belong to it, as PostfixAdmin's
+/// MailboxHandler does: its alias row, vacation (and notifications), quota, fetchmail and
+/// app-password rows. References in other aliases are the caller's job.
+pub async fn delete(
+    conn: &mut AnyConnection,
+    e: Engine,
+    username: &str,
+) -> Result<(), sqlx::Error> {
+    for sql in [
+        "DELETE FROM alias WHERE address = $1",
+        "DELETE FROM vacation_notification WHERE on_vacation = $1",
+        "DELETE FROM vacation WHERE email = $1",
+        "DELETE FROM quota WHERE username = $1",
+        "DELETE FROM quota2 WHERE username = $1",
+        "DELETE FROM fetchmail WHERE mailbox = $1",
+        "DELETE FROM mailbox_app_password WHERE username = $1",
+        "DELETE FROM mailbox WHERE username = $1",
+    ] {
+        sqlx::query(e.sql(sql))
+            .bind(username.to_string())
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// A mailbox switch the list toggles.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flag {
+    Active,
+    SmtpActive,
+}
+
+impl Flag {
+    fn column(self) -> &'static str {
+        match self {
+            Flag::Active => "active",
+            Flag::SmtpActive => "smtp_active",
+        }
+    }
+}
+
+/// Set one of the mailbox's switches (the column name is one of two constants, never input).
+pub async fn set_flag(
+    conn: &mut AnyConnection,
+    e: Engine,
+    username: &str,
+    flag: Flag,
+    on: bool,
+    now: &str,
+) -> Result<(), sqlx::Error> {
+    let sql = format!(
+        "UPDATE mailbox SET {} = {}, modified = TS($1) WHERE username = $2",
+        flag.column(),
+        bool_lit(on)
+    );
+    sqlx::query(e.sql(&sql))
+        .bind(now.to_string())
+        .bind(username.to_string())
+        .execute(conn)
+        .await?;
+    Ok(())
 }

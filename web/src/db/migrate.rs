@@ -473,6 +473,10 @@ fn push_statement(out: &mut Vec<&'static str>, mut chunk: &'static str) {
 }
 
 #[cfg(test)]
+#[path = "../../tests/support/peers.rs"]
+mod test_peers;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use sqlx::any::AnyPoolOptions;
@@ -1051,20 +1055,17 @@ mod tests {
         }
     }
 
-    fn peer_url(var: &str) -> String {
-        std::env::var(var)
-            .unwrap_or_else(|_| panic!("{var} is not set: start the peer (scripts/peers/) first"))
-    }
-
+    /// The peer's server: `POSTERN_TEST_PG_URL` / `POSTERN_TEST_MYSQL_URL`, or one this test
+    /// binary starts (and a watchdog stops when it exits).
     #[tokio::test]
-    #[ignore = "needs a PostgreSQL peer: POSTERN_TEST_PG_URL=postgres://postgres@127.0.0.1:PORT/postgres"]
     async fn postgres_fresh_and_upgraded_match() {
-        server_roundtrip(Engine::Postgres, &peer_url("POSTERN_TEST_PG_URL")).await;
+        let url = super::test_peers::server_url(super::test_peers::Peer::Postgres);
+        server_roundtrip(Engine::Postgres, &url).await;
     }
 
     #[tokio::test]
-    #[ignore = "needs a MariaDB/MySQL peer: POSTERN_TEST_MYSQL_URL=mysql://root@127.0.0.1:PORT/mysql"]
     async fn mysql_fresh_and_upgraded_match() {
-        server_roundtrip(Engine::MySql, &peer_url("POSTERN_TEST_MYSQL_URL")).await;
+        let url = super::test_peers::server_url(super::test_peers::Peer::MariaDb);
+        server_roundtrip(Engine::MySql, &url).await;
     }
 }

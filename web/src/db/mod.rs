@@ -21,6 +21,7 @@
 
 pub mod admin;
 pub mod alias;
+pub mod alias_domain;
 pub mod domain;
 pub mod log;
 pub mod mailbox;
@@ -204,6 +205,80 @@ pub fn like_pattern(q: &str) -> String {
     }
     p.push('%');
     p
+}
+
+/// Escape `!`, `%` and `_` for `LIKE … ESCAPE '!'` (no wrapping, no case change).
+pub fn like_escape(s: &str) -> String {
+    let mut p = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '!' | '%' | '_') {
+            p.push('!');
+        }
+        p.push(c);
+    }
+    p
+}
+
+/// A listing's `WHERE` clause built from the conditions that apply, so that an absent filter
+/// costs nothing and an engine can use its indexes (`domain = $n` rather than
+/// `($n = '' OR domain = $m)`). Conditions are constant SQL text with `?` marking bound text
+/// values; [`Where::sql`] numbers them `$1…` in order. Never holds input in its text.
+#[derive(Default)]
+pub(crate) struct Where {
+    parts: Vec<String>,
+    binds: Vec<String>,
+}
+
+impl Where {
+    pub(crate) fn and(&mut self, cond: &'static str, values: &[&str]) {
+        let mut out = String::with_capacity(cond.len() + 8);
+        let mut vals = values.iter();
+        for c in cond.chars() {
+            if c == '?'
+                && let Some(v) = vals.next()
+            {
+                self.binds.push((*v).to_string());
+                out.push_str(&format!("${}", self.binds.len()));
+                continue;
+            }
+            out.push(c);
+        }
+        self.parts.push(format!("({out})"));
+    }
+
+    /// The conditions joined with `AND` (`1 = 1` when there are none).
+    pub(crate) fn sql(&self) -> String {
+        if self.parts.is_empty() {
+            "1 = 1".to_string()
+        } else {
+            self.parts.join(" AND ")
+        }
+    }
+
+    /// The number of the next placeholder after the conditions' own.
+    pub(crate) fn next(&self) -> usize {
+        self.binds.len() + 1
+    }
+
+    pub(crate) fn bind<'q>(
+        &self,
+        mut q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
+    ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
+        for b in &self.binds {
+            q = q.bind(b.clone());
+        }
+        q
+    }
+
+    pub(crate) fn bind_scalar<'q, O>(
+        &self,
+        mut q: sqlx::query::QueryScalar<'q, sqlx::Any, O, sqlx::any::AnyArguments>,
+    ) -> sqlx::query::QueryScalar<'q, sqlx::Any, O, sqlx::any::AnyArguments> {
+        for b in &self.binds {
+            q = q.bind(b.clone());
+        }
+        q
+    }
 }
 
 /// A page of a listing.

@@ -7,7 +7,8 @@
 //! (own base_dir, state_dir, instance_name, ports), or skip when Dovecot is missing (it fails).
 //!
 //! Layout: `root/dovecot.conf`, `root/sql.conf.ext`, `root/dovecot.log` (+ `dovecot.stderr`),
-//! `root/lmtp` (LMTP unix socket), `root/auth` (auth socket for `smtpd_sasl_type = dovecot`),
+//! `root/lmtp` (LMTP unix socket), `root/auth` (auth socket for `smtpd_sasl_type = dovecot`; the
+//! same auth-client service also listens on TCP `auth_port`),
 //! `root/mail/<mailbox.maildir>` (= the Maildir itself: `mail_location = maildir:~/`).
 //!
 //! Running as root (CI): the master runs as root, the auth-worker too (Dovecot's default, so the
@@ -59,6 +60,8 @@ pub struct Dovecot {
     pub lmtp_port: u16,
     /// Auth socket for `smtpd_sasl_type = dovecot` / `smtpd_sasl_path = <this>`.
     pub auth_socket: PathBuf,
+    /// The same auth-client service on TCP 127.0.0.1 (`smtpd_sasl_path = inet:127.0.0.1:<this>`).
+    pub auth_port: u16,
     /// Homes are `<mail_root>/<mailbox.maildir>`, and each home is the Maildir.
     pub mail_root: PathBuf,
     /// The PostfixAdmin SQLite database Dovecot reads.
@@ -100,6 +103,7 @@ impl Dovecot {
             lmtp_socket: root.join("lmtp"),
             lmtp_port: free_port(),
             auth_socket: root.join("auth"),
+            auth_port: free_port(),
             mail_root,
             db,
             conf: root.join("dovecot.conf"),
@@ -347,6 +351,10 @@ service auth {{
   unix_listener {auth} {{
     mode = 0666
   }}
+  inet_listener auth-inet {{
+    address = 127.0.0.1
+    port = {auth_port}
+  }}
 }}
 service anvil {{
   chroot =
@@ -359,6 +367,7 @@ stats_writer_socket_path =
             gid = ids.mail_gid,
             lmtp = self.lmtp_socket.display(),
             auth = self.auth_socket.display(),
+            auth_port = self.auth_port,
         )
     }
 

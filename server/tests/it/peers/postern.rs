@@ -132,6 +132,9 @@ pub struct Instance {
     pub tmp: tempfile::TempDir,
     pub layout: postern::up::Layout,
     pub smtp: u16,
+    /// Submission (STARTTLS required, AUTH) and smtps (implicit TLS, AUTH), as `postern up` writes them.
+    pub submission: u16,
+    pub smtps: u16,
     pub panel: u16,
 }
 
@@ -142,11 +145,12 @@ impl Instance {
             .tempdir_in("/tmp")
             .expect("tempdir");
         let layout = postern::up::Layout::new(&tmp.path().join("data"));
-        let (smtp, submission, panel) = (free_port(), free_port(), free_port());
+        let (smtp, submission, smtps, panel) = (free_port(), free_port(), free_port(), free_port());
         let listen = postern::up::Listen {
             address: "127.0.0.1".into(),
             smtp,
             submission,
+            smtps,
             panel: format!("127.0.0.1:{panel}"),
         };
         assert!(postern::up::init(&layout, &listen).expect("write config"));
@@ -154,6 +158,8 @@ impl Instance {
             tmp,
             layout,
             smtp,
+            submission,
+            smtps,
             panel,
         }
     }
