@@ -70,27 +70,44 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
     N: for<'a> FormatFields<'a> + 'static,
 {
-    fn format_event(&self, _ctx: &FmtContext<'_, S, N>, mut w: Writer<'_>, event: &Event<'_>) -> fmt::Result {
+    fn format_event(
+        &self,
+        _ctx: &FmtContext<'_, S, N>,
+        mut w: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
         let meta = event.metadata();
         let mut fields = Fields::default();
         event.record(&mut fields);
-        let role = fields.service.as_deref().unwrap_or_else(|| role_of(meta.target()));
+        let role = fields
+            .service
+            .as_deref()
+            .unwrap_or_else(|| role_of(meta.target()));
         let prefix = match *meta.level() {
             Level::ERROR => "error: ",
             Level::WARN => "warning: ",
             _ => "",
         };
         let now = chrono::Local::now().format("%b %e %H:%M:%S");
-        writeln!(w, "{now} {} {}/{role}[{}]: {prefix}{}", self.hostname, self.syslog_name, self.pid, fields.message)
+        writeln!(
+            w,
+            "{now} {} {}/{role}[{}]: {prefix}{}",
+            self.hostname, self.syslog_name, self.pid, fields.message
+        )
     }
 }
 
 /// Where log lines go: `maillog_file` when set (appended), else stderr.
-pub fn writer(maillog_file: &str) -> std::io::Result<Box<dyn Fn() -> Box<dyn Write> + Send + Sync>> {
+pub fn writer(
+    maillog_file: &str,
+) -> std::io::Result<Box<dyn Fn() -> Box<dyn Write> + Send + Sync>> {
     if maillog_file.is_empty() {
         return Ok(Box::new(|| Box::new(std::io::stderr())));
     }
-    let file = std::fs::OpenOptions::new().create(true).append(true).open(maillog_file)?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(maillog_file)?;
     let file = std::sync::Arc::new(std::sync::Mutex::new(file));
     Ok(Box::new(move || Box::new(SharedFile(file.clone()))))
 }
@@ -115,10 +132,19 @@ impl Write for SharedFile {
 /// Installs the global subscriber for `cfg` (`POSTERN_LOG` filters, default `info`).
 /// A second call is a no-op.
 pub fn init(cfg: &crate::config::Config) -> std::io::Result<()> {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("POSTERN_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let format = PostfixFormat { hostname: cfg.get("myhostname"), syslog_name: cfg.get("syslog_name"), pid: std::process::id() };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("POSTERN_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let format = PostfixFormat {
+        hostname: cfg.get("myhostname"),
+        syslog_name: cfg.get("syslog_name"),
+        pid: std::process::id(),
+    };
     let make = writer(&cfg.get("maillog_file"))?;
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).event_format(format).with_writer(move || make()).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .event_format(format)
+        .with_writer(move || make())
+        .try_init();
     Ok(())
 }
 

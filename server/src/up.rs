@@ -212,6 +212,8 @@ pub fn init(layout: &Layout, listen: &Listen) -> io::Result<bool> {
          -o smtpd_tls_wrappermode=yes\n{mua}\
          virtual   unix  -       n       n       -       -       virtual\n\
          lmtp      unix  -       -       n       -       -       lmtp\n\
+         smtp      unix  -       -       n       -       -       smtp\n\
+         relay     unix  -       -       n       -       -       smtp\n\
          discard   unix  -       -       n       -       -       discard\n\
          error     unix  -       -       n       -       -       error\n\
          retry     unix  -       -       n       -       -       error\n"
@@ -249,7 +251,7 @@ mod tests {
         let (cfg, warnings) = Config::load(&layout.etc).expect("generated config loads");
         assert!(warnings.is_empty(), "{warnings:?}");
         assert_eq!(cfg.get("virtual_transport"), "virtual");
-        assert_eq!(cfg.master().len(), 8);
+        assert_eq!(cfg.master().len(), 10);
         assert_eq!(cfg.master()[0].name, "127.0.0.1:2525");
         assert_eq!(cfg.master()[2].name, "127.0.0.1:2465");
         // Every smtpd service's settings are valid, the certificate loads.

@@ -95,13 +95,12 @@ impl Cleanup {
         let store = self.store.clone();
         let data = msg.data;
         let message_id = header_value(header_block(&data), "message-id");
-        let written =
-            tokio::task::spawn_blocking(move || store.enqueue(&env, &data))
-                .await
-                .map_err(|e| {
-                    tracing::error!("cleanup: queue writer task failed: {e}");
-                    Status::new(451, "4.3.0", "Error: queue file write error")
-                })?;
+        let written = tokio::task::spawn_blocking(move || store.enqueue(&env, &data))
+            .await
+            .map_err(|e| {
+                tracing::error!("cleanup: queue writer task failed: {e}");
+                Status::new(451, "4.3.0", "Error: queue file write error")
+            })?;
         let id = written.map_err(|e| {
             tracing::error!("cleanup: {e}");
             Status::new(451, "4.3.0", "Error: queue file write error")
@@ -109,7 +108,12 @@ impl Cleanup {
         // cleanup(8)'s line; qmgr logs `from=<…>, size=…, nrcpt=…` when it takes the message.
         match message_id {
             Some(mid) => tracing::info!("{}: message-id={mid}", id.as_str()),
-            None => tracing::info!("{}: message-id=<{}@{}>", id.as_str(), id.as_str(), self.myhostname),
+            None => tracing::info!(
+                "{}: message-id=<{}@{}>",
+                id.as_str(),
+                id.as_str(),
+                self.myhostname
+            ),
         }
         self.wakeup.notify_one();
         Ok(id.as_str().to_string())
@@ -118,7 +122,10 @@ impl Cleanup {
 
 /// The header block of a message (up to the first empty line), bounded to 64 KiB.
 fn header_block(data: &[u8]) -> &[u8] {
-    let end = data.windows(4).position(|w| w == b"\r\n\r\n").map_or(data.len(), |p| p + 2);
+    let end = data
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(data.len(), |p| p + 2);
     &data[..end.min(65536).min(data.len())]
 }
 
@@ -127,7 +134,9 @@ fn header_value(header: &[u8], name: &str) -> Option<String> {
     let text = String::from_utf8_lossy(header);
     let mut lines = text.split("\r\n").peekable();
     while let Some(line) = lines.next() {
-        let Some((field, value)) = line.split_once(':') else { continue };
+        let Some((field, value)) = line.split_once(':') else {
+            continue;
+        };
         if field.eq_ignore_ascii_case(name) {
             let mut v = value.trim().to_string();
             while let Some(next) = lines.peek().filter(|l| l.starts_with([' ', '\t'])) {
@@ -163,8 +172,14 @@ mod tests {
     #[test]
     fn finds_folded_header_values() {
         let msg = b"Subject: x\r\nMessage-ID:\r\n <abc@host>\r\n\r\nMessage-ID: <body@x>\r\n";
-        assert_eq!(header_value(header_block(msg), "message-id").as_deref(), Some("<abc@host>"));
-        assert_eq!(header_value(header_block(b"Subject: y\r\n\r\n"), "message-id"), None);
+        assert_eq!(
+            header_value(header_block(msg), "message-id").as_deref(),
+            Some("<abc@host>")
+        );
+        assert_eq!(
+            header_value(header_block(b"Subject: y\r\n\r\n"), "message-id"),
+            None
+        );
     }
 
     #[test]

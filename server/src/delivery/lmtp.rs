@@ -2,7 +2,8 @@
 //! LHLO and reads one reply per accepted recipient after the final dot (RFC 2033 §4.2);
 //! `Personality::Smtp` greets with EHLO (HELO when EHLO is refused) and reads one reply for the
 //! whole transaction. The smtp transport (`smtp.rs`: MX lookup, next-host fallback) connects and
-//! hands the stream to `run_on` with `ClientOpts` (HELO name, STARTTLS policy).
+//! hands the stream to `run_on` with `ClientOpts` (HELO name, STARTTLS policy, SASL), or a
+//! cached session to `run_idle`.
 //!
 //! Nexthops: `unix:/path`, `unix:private/dovecot-lmtp` (relative to `queue_directory`),
 //! `inet:host:port`, `host:port`, `[host]:port`, `host` (port 24 for LMTP, 25 for SMTP).

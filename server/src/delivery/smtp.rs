@@ -18,8 +18,10 @@
 //! TLS (`smtp_tls_security_level`): none/empty, may (STARTTLS when offered, certificate not
 //! checked; a failed handshake reconnects in plaintext), encrypt (STARTTLS required, defer
 //! otherwise), verify (certificate checked against `smtp_tls_CAfile`, name = MX host), secure
-//! (name = nexthop domain). `smtp_tls_policy_maps` can set the level per nexthop. `dane`/`dane-only` are not implemented: `dane` degrades to `may`
-//! (as Postfix does without DNSSEC), `dane-only` defers.
+//! (name = nexthop domain). `smtp_tls_policy_maps` can set the level per nexthop;
+//! `smtp_tls_protocols` (may) and `smtp_tls_mandatory_protocols` (the others) pick TLS
+//! 1.2/1.3. `dane`/`dane-only` are not implemented: `dane` degrades to `may` (as Postfix does
+//! without DNSSEC), `dane-only` defers.
 //!
 //! SASL (`smtp_sasl_auth_enable`): credentials `username:password` from
 //! `smtp_sasl_password_maps`, looked up by the remote host name, then the nexthop as written
@@ -33,7 +35,8 @@
 //! message to the same nexthop with the same settings (`CacheSettings`; tried before any DNS).
 //!
 //! Does not: retry later or bounce (qmgr), DANE, MTA-STS, 8-bit to 7-bit conversion, DSN
-//! parameters (NOTIFY/ORCPT/RET/ENVID: `Request` does not carry them yet), CHUNKING. Entry points: `deliver` (system DNS or `postern_dns_servers`), `deliver_with`.
+//! parameters (NOTIFY/ORCPT/RET/ENVID: `Request` does not carry them yet), CHUNKING.
+//! Entry points: `deliver` (system DNS or `postern_dns_servers`), `deliver_with`.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -474,9 +477,24 @@ async fn tls_policy(cfg: &Config, raw: &str, nh: &Nexthop) -> Result<Option<Stri
 
 fn tls_setup(level: &str, cfg: &Config) -> Result<TlsSetup, String> {
     let level = TlsLevel::parse(level)?;
+    if level == TlsLevel::None {
+        return Ok(TlsSetup {
+            level,
+            config: None,
+        });
+    }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
+    // Postfix: the mandatory list for levels that require TLS, the other for `may`.
+    let protocols = if level == TlsLevel::May {
+        "smtp_tls_protocols"
+    } else {
+        "smtp_tls_mandatory_protocols"
+    };
+    let value = cfg.get(protocols);
+    let versions =
+        crate::tls::protocol_versions(&value).map_err(|e| format!("{protocols} = {value}: {e}"))?;
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
+        .with_protocol_versions(&versions)
         .map_err(|e| format!("TLS client configuration: {e}"))?;
     let config = match level {
         TlsLevel::None => None,
@@ -1908,6 +1926,18 @@ mod tests {
         let o = run("wrong.example", "may").await;
         assert_eq!(o.disposition(), Disposition::Delivered, "{o:?}");
         assert_eq!(delivered.load(std::sync::atomic::Ordering::SeqCst), 2);
+        // Protocol lists: TLS 1.2 only works; nothing rustls speaks is a configuration error.
+        for (protocols, dsn) in [("<=TLSv1.2", "2.0.0"), ("TLSv1, TLSv1.1", "4.3.5")] {
+            let cfg = test_config(
+                dir.path(),
+                &format!(
+                    "smtp_tls_security_level = encrypt\nsmtp_tls_mandatory_protocols = {protocols}\ninet_interfaces = 192.0.2.250\nsmtp_connection_cache_on_demand = no\n"
+                ),
+            );
+            let req = request(&format!("verify.example:{port}"), &["x@example.org"]);
+            let o = deliver_with(&cfg, &req, &dns).await;
+            assert_eq!(o[0].status.dsn, dsn, "{protocols}: {o:?}");
+        }
         // verify without a CA file is a configuration error.
         let cfg = test_config(dir.path(), "smtp_tls_security_level = verify\n");
         let o = deliver_with(

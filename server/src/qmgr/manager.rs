@@ -529,13 +529,29 @@ impl<R: Router> Qmgr<R> {
                             .any(|t| t.eq_ignore_ascii_case(&route.transport)) =>
                 {
                     let o = Outcome::local(Status::new(450, "4.3.2", "deferred transport"), "none");
-                    self.log_outcome("qmgr", &meta, i, &o, active_at, active_at, SystemTime::now());
+                    self.log_outcome(
+                        "qmgr",
+                        &meta,
+                        i,
+                        &o,
+                        active_at,
+                        active_at,
+                        SystemTime::now(),
+                    );
                     failed.push((i, o));
                 }
                 Ok(route) => routed.push((i, route)),
                 Err(status) => {
                     let o = Outcome::local(status, "none");
-                    self.log_outcome("qmgr", &meta, i, &o, active_at, active_at, SystemTime::now());
+                    self.log_outcome(
+                        "qmgr",
+                        &meta,
+                        i,
+                        &o,
+                        active_at,
+                        active_at,
+                        SystemTime::now(),
+                    );
                     failed.push((i, o));
                 }
             }
@@ -782,7 +798,10 @@ impl<R: Router> Qmgr<R> {
         req: Request,
     ) -> (Vec<(usize, Outcome)>, bool) {
         let started = SystemTime::now();
-        let program = self.transports.get(&transport).map_or_else(|| "qmgr".to_string(), |t| t.command.clone());
+        let program = self
+            .transports
+            .get(&transport)
+            .map_or_else(|| "qmgr".to_string(), |t| t.command.clone());
         let outcomes = match self.transports.get(&transport).cloned() {
             Some(tr) => {
                 let _permit = self.permit(&transport, &tr.cfg, &req.nexthop).await;

@@ -14,25 +14,71 @@ fn pflogsumm_and_fail2ban_read_the_log() {
     let fail2ban = require_program("fail2ban-regex", "fail2ban");
     let inst = Instance::new();
     let maillog = inst.tmp.path().join("maillog");
-    inst.postconf_e(&[&format!("maillog_file={}", maillog.display()), "mynetworks=127.0.0.1/32", "myhostname=mx.postern.test"]);
+    inst.postconf_e(&[
+        &format!("maillog_file={}", maillog.display()),
+        "mynetworks=127.0.0.1/32",
+        "myhostname=mx.postern.test",
+    ]);
     inst.admin(&["domain", "add", "log.test"], "");
-    inst.admin(&["mailbox", "add", "ann@log.test", "--password-stdin"], "Ann-pw-12345\n");
+    inst.admin(
+        &["mailbox", "add", "ann@log.test", "--password-stdin"],
+        "Ann-pw-12345\n",
+    );
     let server = inst.serve();
     for i in 0..3 {
-        let out = swaks(&["--server", &inst.smtp_addr(), "--from", "someone@example.org", "--to", "ann@log.test", "--header", &format!("Subject: {i}")]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+        let out = swaks(&[
+            "--server",
+            &inst.smtp_addr(),
+            "--from",
+            "someone@example.org",
+            "--to",
+            "ann@log.test",
+            "--header",
+            &format!("Subject: {i}"),
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
     }
-    let out = swaks(&["--server", &inst.smtp_addr(), "--local-interface", "127.0.0.2", "--from", "spam@example.org", "--to", "victim@elsewhere.example", "--quit-after", "RCPT"]);
+    let out = swaks(&[
+        "--server",
+        &inst.smtp_addr(),
+        "--local-interface",
+        "127.0.0.2",
+        "--from",
+        "spam@example.org",
+        "--to",
+        "victim@elsewhere.example",
+        "--quit-after",
+        "RCPT",
+    ]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("Relay access denied"));
     let log = || std::fs::read_to_string(&maillog).unwrap_or_default();
-    wait_until("three deliveries in the mail log", Duration::from_secs(20), || log().matches("status=sent").count() == 3);
+    wait_until(
+        "three deliveries in the mail log",
+        Duration::from_secs(20),
+        || log().matches("status=sent").count() == 3,
+    );
     drop(server);
     let text = log();
-    let odd: Vec<&str> = text.lines().filter(|l| !l.contains(" mx.postern.test postfix/")).collect();
+    let odd: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.contains(" mx.postern.test postfix/"))
+        .collect();
     assert!(odd.is_empty(), "lines not in Postfix shape: {odd:?}");
-    assert!(text.contains("postfix/smtpd[") && text.contains("postfix/qmgr[") && text.contains("postfix/virtual["), "{text}");
+    assert!(
+        text.contains("postfix/smtpd[")
+            && text.contains("postfix/qmgr[")
+            && text.contains("postfix/virtual["),
+        "{text}"
+    );
 
-    let out = Command::new(&pflogsumm).arg(&maillog).output().expect("run pflogsumm");
+    let out = Command::new(&pflogsumm)
+        .arg(&maillog)
+        .output()
+        .expect("run pflogsumm");
     let report = String::from_utf8_lossy(&out.stdout);
     let count = |label: &str| -> u32 {
         report
@@ -40,14 +86,26 @@ fn pflogsumm_and_fail2ban_read_the_log() {
             .find(|l| l.split_whitespace().nth(1) == Some(label))
             .and_then(|l| l.split_whitespace().next())
             .and_then(|n| n.parse().ok())
-            .unwrap_or_else(|| panic!("no \"{label}\" line in pflogsumm's report:\n{report}\nlog:\n{text}"))
+            .unwrap_or_else(|| {
+                panic!("no \"{label}\" line in pflogsumm's report:\n{report}\nlog:\n{text}")
+            })
     };
     assert_eq!(count("received"), 3, "{report}");
     assert_eq!(count("delivered"), 3, "{report}");
     assert_eq!(count("rejected"), 1, "{report}");
 
-    let out = Command::new(&fail2ban).arg(&maillog).arg("/etc/fail2ban/filter.d/postfix.conf").output().expect("run fail2ban-regex");
+    let out = Command::new(&fail2ban)
+        .arg(&maillog)
+        .arg("/etc/fail2ban/filter.d/postfix.conf")
+        .output()
+        .expect("run fail2ban-regex");
     let result = String::from_utf8_lossy(&out.stdout);
-    assert!(result.contains("127.0.0.2") || result.contains("1 matched"), "fail2ban finds the refused client:\n{result}");
-    assert!(!result.contains("127.0.0.1 "), "the delivering client is not banned:\n{result}");
+    assert!(
+        result.contains("127.0.0.2") || result.contains("1 matched"),
+        "fail2ban finds the refused client:\n{result}"
+    );
+    assert!(
+        !result.contains("127.0.0.1 "),
+        "the delivering client is not banned:\n{result}"
+    );
 }

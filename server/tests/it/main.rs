@@ -5,14 +5,14 @@
 
 mod peers;
 
+mod deploy;
 mod dovecot_peer;
 mod e2e;
+mod maillog;
 mod maps_backends;
 mod maps_sqlite;
-mod smtp_out;
 mod queue_tools;
-mod up;
-mod deploy;
-mod maillog;
+mod smtp_out;
 mod smtpd_auth;
 mod smtpd_tls;
+mod up;

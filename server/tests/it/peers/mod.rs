@@ -9,7 +9,7 @@
 pub mod daemon;
 pub mod dovecot;
 pub mod mariadb;
-pub mod postgres;
 pub mod postern;
+pub mod postgres;
 pub mod slapd;
 pub mod tools;
