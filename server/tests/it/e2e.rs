@@ -114,6 +114,24 @@ fn mailbox_created_in_panel_receives_mail_through_dovecot() {
     let (_, body) = browser.get("/mailboxes?domain=family.test");
     assert!(body.contains("alice@family.test"), "mailbox listed: {body}");
 
+    // Dovecot authenticates the new mailbox with the password typed in the panel (stored as
+    // {ARGON2ID} by the panel, read by Dovecot's passdb from the same database).
+    let doveadm = crate::peers::tools::require_program("doveadm", "dovecot-core");
+    for (pass, ok) in [("Alice-pw-123", true), ("not-her-password", false)] {
+        let out = std::process::Command::new(&doveadm)
+            .arg("-c")
+            .arg(dovecot.conf())
+            .args(["auth", "test", "alice@family.test", pass])
+            .output()
+            .expect("run doveadm");
+        assert_eq!(
+            out.status.success(),
+            ok,
+            "doveadm auth test with {pass:?}: {}",
+            crate::peers::tools::output_text(&out)
+        );
+    }
+
     let host = inst.smtp_addr();
     // One message with swaks.
     let out = swaks(&[
