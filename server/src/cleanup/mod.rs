@@ -1,21 +1,32 @@
-//! cleanup(8): turns an accepted message into a queue file — completes unqualified addresses
-//! with `myorigin`, expands `virtual_alias_maps` (see `virtual_alias`), drops duplicate
-//! recipients, counts `Received:` hops (`hopcount_limit`), writes the file through
-//! `queue::store` (fsynced and renamed before it returns) and wakes qmgr. Entry: `Cleanup::submit`.
+//! cleanup(8): turns an accepted message into a queue file — counts `Received:` hops
+//! (`hopcount_limit`), runs `header_checks` (see `header_checks`), completes unqualified
+//! addresses with `myorigin`, rewrites envelope addresses in Postfix's order — canonical
+//! (`canonical`), masquerading (`masquerade`), then `virtual_alias_maps` expansion
+//! (`virtual_alias`) — adds `recipient_bcc_maps`, `sender_bcc_maps` and `always_bcc`
+//! recipients, drops duplicate recipients, writes the file through `queue::store` (fsynced and
+//! renamed before it returns; `hold/` for HOLD) and wakes qmgr. Header addresses are not
+//! rewritten; `relocated_maps` is smtpd's and delivery's business, not cleanup's.
+//! Entry points: `Cleanup::new`, `Cleanup::submit`.
 
+pub mod canonical;
+pub mod header_checks;
+pub mod masquerade;
 pub mod virtual_alias;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::SystemTime;
 
 use tokio::sync::Notify;
 
 use crate::config::Config;
 use crate::dsn::Status;
-use crate::maps::TableList;
+use crate::maps::{DomainList, MapError, Maps, TableList};
 use crate::queue::store::Store;
-use crate::queue::{Envelope, Recipient};
+use crate::queue::{Envelope, Queue, QueueId, Recipient};
 use crate::smtpd::{Message, SessionInfo};
+use canonical::{Canonical, Classes, LocalDomains, MapSettings, Side};
+use masquerade::Masquerade;
 use virtual_alias::AliasSettings;
 
 pub struct Cleanup {
@@ -26,17 +37,41 @@ pub struct Cleanup {
     myorigin: String,
     myhostname: String,
     hopcount_limit: usize,
+    local: LocalDomains,
+    canon: MapSettings,
+    sender_canonical: Canonical,
+    recipient_canonical: Canonical,
+    masquerade: Masquerade,
+    masquerade_classes: Classes,
+    always_bcc: String,
+    sender_bcc_maps: TableList,
+    recipient_bcc_maps: TableList,
+    header_checks: TableList,
+    /// Queue ids for discarded messages (never written).
+    discards: AtomicU32,
 }
 
 impl Cleanup {
+    /// `alias_maps` is shared with smtpd's RCPT checks; the other tables are opened from `maps`.
     pub fn new(
         cfg: &Config,
+        maps: &Maps,
         alias_maps: TableList,
         store: Arc<Store>,
         wakeup: Arc<Notify>,
-    ) -> Cleanup {
+    ) -> Result<Cleanup, MapError> {
         let limit = |name: &str| usize::try_from(cfg.get_int(name)).unwrap_or(1000).max(1);
-        Cleanup {
+        let classes = |name: &str| {
+            let (c, unknown) = Classes::parse(&cfg.get_list(name));
+            for u in unknown {
+                tracing::warn!("{name}: unknown address class \"{u}\"; ignored");
+            }
+            c
+        };
+        let common = maps.open_list(&cfg.get("canonical_maps"))?;
+        let common_classes = classes("canonical_classes");
+        let propagate = cfg.get_list("propagate_unmatched_extensions");
+        Ok(Cleanup {
             store,
             wakeup,
             alias_maps,
@@ -52,7 +87,95 @@ impl Cleanup {
             myorigin: cfg.get("myorigin"),
             myhostname: cfg.get("myhostname"),
             hopcount_limit: limit("hopcount_limit"),
+            local: LocalDomains {
+                myorigin: cfg.get("myorigin"),
+                mydestination: DomainList::new(maps, &cfg.get("mydestination"), false, cfg.dir())?,
+            },
+            canon: MapSettings {
+                delimiter: cfg.get("recipient_delimiter"),
+                propagate_extensions: propagate.iter().any(|c| c == "canonical"),
+            },
+            sender_canonical: Canonical {
+                specific: maps.open_list(&cfg.get("sender_canonical_maps"))?,
+                specific_classes: classes("sender_canonical_classes"),
+                common: common.clone(),
+                common_classes,
+            },
+            recipient_canonical: Canonical {
+                specific: maps.open_list(&cfg.get("recipient_canonical_maps"))?,
+                specific_classes: classes("recipient_canonical_classes"),
+                common,
+                common_classes,
+            },
+            masquerade: Masquerade::new(
+                &cfg.get_list("masquerade_domains"),
+                &cfg.get_list("masquerade_exceptions"),
+            ),
+            masquerade_classes: classes("masquerade_classes"),
+            always_bcc: cfg.get("always_bcc").trim().to_string(),
+            sender_bcc_maps: maps.open_list(&cfg.get("sender_bcc_maps"))?,
+            recipient_bcc_maps: maps.open_list(&cfg.get("recipient_bcc_maps"))?,
+            header_checks: maps.open_list(&cfg.get("header_checks"))?,
+            discards: AtomicU32::new(0),
+        })
+    }
+
+    /// Canonical mapping then masquerading of one envelope address (before virtual aliasing).
+    async fn rewrite(&self, side: Side, addr: &str) -> Result<String, Status> {
+        let (canon, masq) = match side {
+            Side::Sender => (
+                &self.sender_canonical,
+                self.masquerade_classes.envelope_sender,
+            ),
+            Side::Recipient => (
+                &self.recipient_canonical,
+                self.masquerade_classes.envelope_recipient,
+            ),
+        };
+        let out = canonical::rewrite(canon, side, addr, &self.canon, &self.local).await?;
+        Ok(if masq {
+            self.masquerade.apply(&out)
+        } else {
+            out
+        })
+    }
+
+    /// A `*_bcc_maps` lookup (compat-specs §3.5.1 keys): the first address of the result.
+    async fn bcc_lookup(&self, maps: &TableList, addr: &str) -> Result<Option<String>, Status> {
+        if maps.is_empty() || addr.is_empty() {
+            return Ok(None);
         }
+        let local = self.local.is_local(addr).await?;
+        let found = maps
+            .find_addr(addr, &self.canon.delimiter, local)
+            .await
+            .map_err(|e| {
+                tracing::warn!("cleanup: bcc lookup for {addr}: {e}");
+                Status::temp_lookup_failure(addr)
+            })?;
+        Ok(found.and_then(|m| {
+            m.value
+                .split([',', ' ', '\t'])
+                .map(str::trim)
+                .find(|v| !v.is_empty())
+                .map(|v| self.qualify(v))
+        }))
+    }
+
+    /// One envelope recipient through rewriting and virtual alias expansion into `out`
+    /// (duplicates dropped). Returns the rewritten, not yet expanded address.
+    async fn add_recipient(
+        &self,
+        out: &mut Vec<Recipient>,
+        original: &str,
+    ) -> Result<String, Status> {
+        let rewritten = self.rewrite(Side::Recipient, original).await?;
+        for address in virtual_alias::expand(&self.alias_maps, &rewritten, &self.alias).await? {
+            if !out.iter().any(|r| r.address == address) {
+                out.push(Recipient::with_original(address, original.to_string()));
+            }
+        }
+        Ok(rewritten)
     }
 
     fn qualify(&self, addr: &str) -> String {
@@ -69,16 +192,54 @@ impl Cleanup {
         if hops >= self.hopcount_limit {
             return Err(Status::new(554, "5.4.0", "Error: too many hops"));
         }
-        let sender = self.qualify(&msg.sender);
+        let (header, body) = header_checks::split_header(&msg.data);
+        let checked = header_checks::check(&self.header_checks, header).await?;
+        if let Some(status) = checked.reject {
+            return Err(status);
+        }
+        if checked.discard.is_some() {
+            let n = self.discards.fetch_add(1, Ordering::Relaxed);
+            let id = QueueId::generate(SystemTime::now(), n);
+            tracing::info!("{}: discarded by header_checks", id.as_str());
+            return Ok(id.as_str().to_string());
+        }
+        let edited =
+            (checked.header.as_slice() != header).then(|| [&checked.header, body].concat());
+        let data = edited.unwrap_or(msg.data);
+        let sender = self
+            .rewrite(Side::Sender, &self.qualify(&msg.sender))
+            .await?;
         let mut recipients: Vec<Recipient> = Vec::new();
+        let mut bccs: Vec<String> = Vec::new();
         for rcpt in &msg.recipients {
-            let original = self.qualify(rcpt);
-            for address in virtual_alias::expand(&self.alias_maps, &original, &self.alias).await? {
-                if !recipients.iter().any(|r| r.address == address) {
-                    recipients.push(Recipient::with_original(address, original.clone()));
-                }
+            let rewritten = self
+                .add_recipient(&mut recipients, &self.qualify(rcpt))
+                .await?;
+            if let Some(bcc) = self
+                .bcc_lookup(&self.recipient_bcc_maps, &rewritten)
+                .await?
+            {
+                bccs.push(bcc);
             }
         }
+        if let Some(bcc) = self.bcc_lookup(&self.sender_bcc_maps, &sender).await? {
+            bccs.push(bcc);
+        }
+        if !self.always_bcc.is_empty() {
+            bccs.push(self.qualify(&self.always_bcc));
+        }
+        for bcc in bccs {
+            self.add_recipient(&mut recipients, &bcc).await?;
+        }
+        if let Some(target) = &checked.redirect {
+            // REDIRECT: the message goes to that address instead of every recipient.
+            recipients = vec![Recipient::new(self.qualify(target))];
+        }
+        let queue = if checked.hold.is_some() {
+            Queue::Hold
+        } else {
+            Queue::Incoming
+        };
         let mut env = Envelope::new(sender, recipients, SystemTime::now());
         env.attrs
             .push(("client_address".into(), session.client.ip().to_string()));
@@ -93,9 +254,8 @@ impl Cleanup {
             env.attrs.push(("sasl_username".into(), user.clone()));
         }
         let store = self.store.clone();
-        let data = msg.data;
         let message_id = header_value(header_block(&data), "message-id");
-        let written = tokio::task::spawn_blocking(move || store.enqueue(&env, &data))
+        let written = tokio::task::spawn_blocking(move || store.enqueue_in(queue, &env, &data))
             .await
             .map_err(|e| {
                 tracing::error!("cleanup: queue writer task failed: {e}");
@@ -168,6 +328,250 @@ fn count_received(data: &[u8]) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::{Ipv4Addr, SocketAddr};
+    use std::path::Path;
+
+    /// What one submission produced: the queue and envelope written, or the reply.
+    #[derive(Debug, PartialEq)]
+    enum Got {
+        Queued(Queue, String, Vec<String>),
+        Discarded,
+        Rejected(u16, String),
+    }
+
+    async fn submit(main: &str, sender: &str, rcpts: &[&str], header: &str) -> (Got, Vec<u8>) {
+        let base =
+            "myhostname = host.example\nmydestination = $myhostname\nrecipient_delimiter = +\n";
+        let (cfg, _) = Config::from_text(Path::new("/etc/postern"), &format!("{base}{main}"), "")
+            .expect("config");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Arc::new(Store::open(dir.path()).expect("store"));
+        let maps = Maps::default();
+        let aliases = maps
+            .open_list(&cfg.get("virtual_alias_maps"))
+            .expect("aliases");
+        let cleanup = Cleanup::new(&cfg, &maps, aliases, store.clone(), Arc::new(Notify::new()))
+            .expect("tables");
+        let session = SessionInfo {
+            client: SocketAddr::new(Ipv4Addr::LOCALHOST.into(), 0),
+            client_name: "localhost".into(),
+            helo: None,
+            protocol: "ESMTP",
+            sasl_username: None,
+            service: "smtp".into(),
+        };
+        let msg = Message {
+            sender: sender.into(),
+            recipients: rcpts.iter().map(|r| r.to_string()).collect(),
+            data: format!("{header}\r\nbody\r\n").into_bytes(),
+            body_8bit: false,
+        };
+        match cleanup.submit(&session, msg).await {
+            Err(s) => (
+                Got::Rejected(s.code, format!("{} {}", s.dsn, s.text)),
+                Vec::new(),
+            ),
+            Ok(id) => {
+                let Some(id) = QueueId::parse(&id) else {
+                    panic!("bad id {id}");
+                };
+                match store.load(&id) {
+                    Ok(m) => (
+                        Got::Queued(
+                            m.queue,
+                            m.envelope.sender.clone(),
+                            m.envelope
+                                .recipients
+                                .iter()
+                                .map(|r| r.address.clone())
+                                .collect(),
+                        ),
+                        m.content,
+                    ),
+                    Err(_) => (Got::Discarded, Vec::new()),
+                }
+            }
+        }
+    }
+
+    fn queued(q: Queue, sender: &str, rcpts: &[&str]) -> Got {
+        Got::Queued(
+            q,
+            sender.into(),
+            rcpts.iter().map(|r| r.to_string()).collect(),
+        )
+    }
+
+    #[tokio::test]
+    async fn submit_rewrites_in_postfix_order() {
+        let hdr = "Subject: hi\r\nX-Spam: yes\r\n";
+        // (main.cf, sender, recipients, expected)
+        let cases: Vec<(&str, &str, Vec<&str>, Got)> = vec![
+            // myorigin completion, nothing else.
+            (
+                "",
+                "kim",
+                vec!["bo"],
+                queued(Queue::Incoming, "kim@host.example", &["bo@host.example"]),
+            ),
+            // canonical_maps then virtual_alias_maps (canonical runs first).
+            (
+                "canonical_maps = inline:{ a@x=b@x }\nvirtual_alias_maps = inline:{ b@x=c@y }\n",
+                "a@x",
+                vec!["a@x"],
+                queued(Queue::Incoming, "b@x", &["c@y"]),
+            ),
+            // sender_/recipient_canonical_maps apply to their side only.
+            (
+                "sender_canonical_maps = inline:{ a@x=s@x }\nrecipient_canonical_maps = inline:{ a@x=r@x }\n",
+                "a@x",
+                vec!["a@x"],
+                queued(Queue::Incoming, "s@x", &["r@x"]),
+            ),
+            // canonical_classes without envelope_recipient leaves recipients alone.
+            (
+                "canonical_maps = inline:{ a@x=b@x }\ncanonical_classes = envelope_sender\n",
+                "a@x",
+                vec!["a@x"],
+                queued(Queue::Incoming, "b@x", &["a@x"]),
+            ),
+            // Extension propagation (canonical in propagate_unmatched_extensions by default).
+            (
+                "recipient_canonical_maps = inline:{ john@x=j@y }\n",
+                "",
+                vec!["john+tag@x"],
+                queued(Queue::Incoming, "", &["j+tag@y"]),
+            ),
+            // Masquerading: envelope sender by default, not the recipient.
+            (
+                "masquerade_domains = !it.example.com, example.com\nmasquerade_exceptions = root\n",
+                "kim@pc.example.com",
+                vec!["bo@pc.example.com"],
+                queued(Queue::Incoming, "kim@example.com", &["bo@pc.example.com"]),
+            ),
+            (
+                "masquerade_domains = example.com\nmasquerade_classes = envelope_sender, envelope_recipient\n",
+                "root@pc.example.com",
+                vec!["bo@pc.example.com"],
+                queued(Queue::Incoming, "root@example.com", &["bo@example.com"]),
+            ),
+            // bcc: recipient, sender and always_bcc, no duplicates; bcc addresses are aliased too.
+            (
+                "recipient_bcc_maps = inline:{ a@x=arch@x }\nsender_bcc_maps = inline:{ s@x=arch@x, @y=copy }\n\
+                 always_bcc = audit@x\nvirtual_alias_maps = inline:{ audit@x=aud@z }\n",
+                "s@x",
+                vec!["a@x", "b@x"],
+                queued(Queue::Incoming, "s@x", &["a@x", "b@x", "arch@x", "aud@z"]),
+            ),
+            (
+                "sender_bcc_maps = inline:{ @y=copy }\n",
+                "s@y",
+                vec!["a@x"],
+                queued(Queue::Incoming, "s@y", &["a@x", "copy@host.example"]),
+            ),
+            // A null sender gets no sender bcc.
+            (
+                "sender_bcc_maps = static:copy@x\n",
+                "",
+                vec!["a@x"],
+                queued(Queue::Incoming, "", &["a@x"]),
+            ),
+            // header_checks.
+            (
+                "header_checks = regexp:{ {/^X-Spam:/ REJECT spam} }\n",
+                "s@x",
+                vec!["a@x"],
+                Got::Rejected(550, "5.7.1 spam".into()),
+            ),
+            (
+                "header_checks = regexp:{ {/^X-Spam:/ DISCARD} }\n",
+                "s@x",
+                vec!["a@x"],
+                Got::Discarded,
+            ),
+            (
+                "header_checks = regexp:{ {/^X-Spam:/ HOLD} }\n",
+                "s@x",
+                vec!["a@x"],
+                queued(Queue::Hold, "s@x", &["a@x"]),
+            ),
+            (
+                "header_checks = regexp:{ {/^X-Spam:/ REDIRECT q@x} }\n",
+                "s@x",
+                vec!["a@x", "b@x"],
+                queued(Queue::Incoming, "s@x", &["q@x"]),
+            ),
+        ];
+        for (main, sender, rcpts, want) in cases {
+            let (got, _) = submit(main, sender, &rcpts, hdr).await;
+            assert_eq!(got, want, "{main}");
+        }
+    }
+
+    #[tokio::test]
+    async fn header_edits_reach_the_queue_file() {
+        let (got, content) = submit(
+            "header_checks = regexp:{ {/^X-Spam:/ IGNORE}, {/^Subject: (.*)/ REPLACE Subject: [x] $$1} }\n",
+            "s@x",
+            &["a@x"],
+            "Subject: hi\r\nX-Spam: yes\r\n",
+        )
+        .await;
+        assert_eq!(got, queued(Queue::Incoming, "s@x", &["a@x"]));
+        let text = String::from_utf8_lossy(&content);
+        assert!(text.ends_with("Subject: [x] hi\r\n\r\nbody\r\n"), "{text}");
+        assert!(!text.contains("X-Spam"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn tables_that_cannot_open_fail_at_start() {
+        let (cfg, _) = Config::from_text(
+            Path::new("/nonexistent"),
+            "canonical_maps = texthash:/nonexistent/canonical\n",
+            "",
+        )
+        .expect("config");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Arc::new(Store::open(dir.path()).expect("store"));
+        let maps = Maps::default();
+        let made = Cleanup::new(
+            &cfg,
+            &maps,
+            TableList::default(),
+            store,
+            Arc::new(Notify::new()),
+        );
+        assert!(made.is_err());
+    }
+
+    #[tokio::test]
+    async fn failed_lookups_are_temporary_never_not_found() {
+        // An sqlite table whose database is missing fails at lookup time, like a server down.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cf = dir.path().join("down.cf");
+        std::fs::write(
+            &cf,
+            format!(
+                "dbpath = {}/missing/none.db\nquery = SELECT goto FROM alias WHERE address='%s'\n",
+                dir.path().display()
+            ),
+        )
+        .expect("write cf");
+        let cf = cf.display();
+        for param in [
+            "canonical_maps",
+            "sender_canonical_maps",
+            "recipient_canonical_maps",
+            "recipient_bcc_maps",
+            "sender_bcc_maps",
+        ] {
+            let (got, _) = submit(&format!("{param} = sqlite:{cf}\n"), "s@x", &["a@x"], "").await;
+            match got {
+                Got::Rejected(451, text) => assert!(text.starts_with("4.3.0 "), "{param}: {text}"),
+                other => panic!("{param}: {other:?}"),
+            }
+        }
+    }
 
     #[test]
     fn finds_folded_header_values() {

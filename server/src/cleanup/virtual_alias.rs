@@ -74,12 +74,11 @@ pub async fn expand(
             } else {
                 item.to_string()
             };
-            if let (Some(ext), true) = (&m.unmatched_extension, s.propagate_extensions) {
-                if let Some((l, d)) = target.rsplit_once('@') {
-                    if !l.contains(|c| s.delimiter.contains(c)) {
-                        target = format!("{l}{ext}@{d}");
-                    }
-                }
+            if let (Some(ext), true) = (&m.unmatched_extension, s.propagate_extensions)
+                && let Some((l, d)) = target.rsplit_once('@')
+                && !l.contains(|c| s.delimiter.contains(c))
+            {
+                target = format!("{l}{ext}@{d}");
             }
             results.push(target);
         }
