@@ -9,6 +9,13 @@
 //! rows (`address = username`) are not listed, edited or deleted here: their `goto` is the
 //! mailbox's forwarding ([`set_forward`]; "keep a copy" keeps the mailbox itself in `goto`).
 //! Every operation checks the actor's right to the domain ([`require_domain`]).
+//!
+//! The list shows one domain at a time, as PostfixAdmin's list-virtual does: without a domain
+//! or a search it opens on the first domain in the admin's scope. Telling aliases from
+//! mailboxes' own rows is a join against `mailbox`; per domain that is ~100 index probes,
+//! across every domain it is an anti-join over all alias rows (0.1–0.4 s at 100 000
+//! mailboxes on PostgreSQL and MariaDB), needed even to show an empty page. A search spans
+//! every domain (the join then covers the matching rows only).
 
 use askama::Template;
 use axum::Form;
@@ -339,6 +346,12 @@ pub async fn list_page(
         require_domain(&mut conn, e, &admin.actor, &domain).await?;
     }
     let domains = db::domain::names(&mut conn, e, &scope).await?;
+    // One domain at a time unless searching (see the module docs).
+    let domain = if domain.is_empty() && query.q.trim().is_empty() {
+        domains.first().cloned().unwrap_or_default()
+    } else {
+        domain
+    };
     let (rows, total) = db::alias::list(
         &mut conn,
         e,

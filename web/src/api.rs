@@ -343,7 +343,7 @@ async fn domain_delete(
     ApiActor(actor): ApiActor,
     Path(domain): Path<String>,
 ) -> ApiResult<Response> {
-    domains::delete(&state.db, &domain, &actor).await?;
+    domains::delete(&state.db, &state.config, &domain, &actor).await?;
     Ok(no_content())
 }
 
@@ -467,7 +467,7 @@ async fn mailbox_delete(
     ApiActor(actor): ApiActor,
     Path(username): Path<String>,
 ) -> ApiResult<Response> {
-    mailboxes::delete(&state.db, &username, &actor).await?;
+    mailboxes::delete(&state.db, &state.config, &username, &actor).await?;
     Ok(no_content())
 }
 

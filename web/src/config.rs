@@ -1,6 +1,7 @@
 //! The panel's settings: PostfixAdmin's `$CONF` options that change what gets written,
 //! with PostfixAdmin's defaults. Pure data; nothing here touches the database or the network.
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Defaults for a new domain's limits (PostfixAdmin `$CONF['aliases']`, `['mailboxes']`,
@@ -60,6 +61,13 @@ pub struct PanelConfig {
     /// Failed logins from one client address before logins from it are refused for a while.
     pub login_max_failures: u32,
     pub login_lockout: Duration,
+    /// Directory the mailboxes' `maildir` paths are relative to (Postfix
+    /// `virtual_mailbox_base`). Only used to remove Maildirs; `None`: unknown.
+    pub maildir_base: Option<PathBuf>,
+    /// Remove a deleted mailbox's Maildir (and a deleted domain's) from disk, as PostfixAdmin
+    /// does with `$CONF['mailbox_postdeletion_script']`/`['domain_postdeletion_script']`.
+    /// Needs `maildir_base`; `false` (the default) leaves them on disk.
+    pub delete_maildirs: bool,
 }
 
 impl PanelConfig {
@@ -95,11 +103,23 @@ impl Default for PanelConfig {
             session_ttl: Duration::from_secs(3600),
             login_max_failures: 10,
             login_lockout: Duration::from_secs(600),
+            maildir_base: None,
+            delete_maildirs: false,
         }
     }
 }
 
 impl PanelConfig {
+    /// The directory under which deleted mailboxes' Maildirs are removed: `maildir_base` when
+    /// `delete_maildirs` is on, otherwise `None` (Maildirs stay on disk).
+    pub fn maildir_removal_base(&self) -> Option<&Path> {
+        if self.delete_maildirs {
+            self.maildir_base.as_deref()
+        } else {
+            None
+        }
+    }
+
     /// The maildir PostfixAdmin would give `local_part@domain` (trailing `/`: Maildir format).
     pub fn maildir(&self, local_part: &str, domain: &str) -> String {
         let leaf = if self.domain_in_mailbox {

@@ -8,7 +8,8 @@
 //! Editing (`edit_domain`) changes description, limits, transport, backup MX and `active`
 //! (deactivating is editing). Deleting (`delete_domain`) removes the domain with its
 //! mailboxes, aliases, alias domains, vacation, quota and admin rows, as PostfixAdmin's
-//! DomainHandler does; Maildirs are left on disk (the confirmation page says so). Both are for
+//! DomainHandler does; Maildirs are left on disk unless `delete_maildirs` is set, then removed
+//! once the rows are committed ([`crate::maildirs`]); the confirmation page says which. Both are for
 //! superadmins only; domain admins see their domains in the list.
 
 use askama::Template;
@@ -227,7 +228,12 @@ pub async fn update(db: &Db, input: &NewDomain, actor: &Actor) -> Result<(), OpE
 }
 
 /// Delete a domain with everything in it (see the module docs).
-pub async fn delete(db: &Db, domain: &str, actor: &Actor) -> Result<(), OpError> {
+pub async fn delete(
+    db: &Db,
+    cfg: &PanelConfig,
+    domain: &str,
+    actor: &Actor,
+) -> Result<(), OpError> {
     if !actor.superadmin {
         return Err(OpError::Forbidden);
     }
@@ -237,6 +243,7 @@ pub async fn delete(db: &Db, domain: &str, actor: &Actor) -> Result<(), OpError>
     if db::domain::get(&mut tx, e, &domain).await?.is_none() {
         return Err(OpError::NotFound);
     }
+    let maildirs = db::mailbox::maildirs_in_domain(&mut tx, e, &domain).await?;
     db::domain::delete_cascade(&mut tx, e, &domain).await?;
     db::log::write(
         &mut tx,
@@ -249,6 +256,9 @@ pub async fn delete(db: &Db, domain: &str, actor: &Actor) -> Result<(), OpError>
     .await?;
     tx.commit().await?;
     tracing::info!(domain = %domain, by = %actor.username, "domain deleted");
+    if let Some(base) = cfg.maildir_removal_base() {
+        crate::maildirs::remove_all(base, &maildirs, Some(&domain));
+    }
     Ok(())
 }
 
@@ -586,10 +596,12 @@ pub async fn delete_page(
              vacation settings and admin rights?",
             d.domain, d.mailbox_count, d.alias_count
         ),
-        notes: vec![
+        notes: vec![if state.config.maildir_removal_base().is_some() {
+            "The mailboxes' Maildirs will be removed from disk.".into()
+        } else {
             "The mailboxes' Maildirs are left on disk: remove them by hand if no longer needed."
-                .into(),
-        ],
+                .into()
+        }],
         action: "/domains/delete".into(),
         hidden: vec![("domain".into(), d.domain.clone())],
         button: "Delete domain".into(),
@@ -609,7 +621,7 @@ pub async fn delete_submit(
     admin: CurrentAdmin,
     Form(form): Form<DomainNameForm>,
 ) -> Result<Response, AppError> {
-    delete(&state.db, &form.domain, &admin.actor).await?;
+    delete(&state.db, &state.config, &form.domain, &admin.actor).await?;
     Ok(views::flash_redirect(
         &state.sessions,
         &admin.session.id,

@@ -22,6 +22,7 @@ pub mod error;
 pub mod forms;
 pub mod log;
 pub mod mailboxes;
+pub mod maildirs;
 pub mod secret;
 pub mod session;
 pub mod views;

@@ -11,7 +11,9 @@
 //! row) and `smtp_active`; a password change (`edit_password`) rehashes and renews
 //! `password_expiry`. Deleting (`delete_mailbox`) removes the mailbox with its own alias row,
 //! vacation, quota, fetchmail and app-password rows, and takes the address out of every other
-//! alias's `goto` (an alias left without targets is deleted). The Maildir stays on disk.
+//! alias's `goto` (an alias left without targets is deleted). The Maildir stays on disk
+//! unless `delete_maildirs` is set: then `<maildir_base>/<maildir>` is removed once the rows
+//! are committed ([`crate::maildirs`]).
 //! Every operation checks the actor's right to the mailbox's domain.
 
 use askama::Template;
@@ -361,10 +363,16 @@ pub async fn update(
 }
 
 /// Delete a mailbox (see the module docs).
-pub async fn delete(db: &Db, username: &str, actor: &Actor) -> Result<(), OpError> {
+pub async fn delete(
+    db: &Db,
+    cfg: &PanelConfig,
+    username: &str,
+    actor: &Actor,
+) -> Result<(), OpError> {
     let e = db.engine;
     let mut tx = db.pool.begin().await?;
     let m = load(&mut tx, e, actor, username).await?;
+    let maildir = db::mailbox::maildir(&mut tx, e, &m.username).await?;
     let now = db::now();
     for (address, goto) in db::alias::referencing(&mut tx, e, &m.username).await? {
         let rest: Vec<&str> = goto
@@ -392,6 +400,9 @@ pub async fn delete(db: &Db, username: &str, actor: &Actor) -> Result<(), OpErro
     .await?;
     tx.commit().await?;
     tracing::info!(mailbox = %m.username, by = %actor.username, "mailbox deleted");
+    if let (Some(base), Some(maildir)) = (cfg.maildir_removal_base(), maildir) {
+        crate::maildirs::remove_all(base, &[maildir], None);
+    }
     Ok(())
 }
 
@@ -783,9 +794,16 @@ pub async fn delete_page(
     admin: CurrentAdmin,
     Query(query): Query<UsernameQuery>,
 ) -> Result<Response, AppError> {
-    let m = {
+    let (m, maildir) = {
         let mut conn = state.db.pool.acquire().await?;
-        load(&mut conn, state.db.engine, &admin.actor, &query.username).await?
+        let m = load(&mut conn, state.db.engine, &admin.actor, &query.username).await?;
+        let maildir = db::mailbox::maildir(&mut conn, state.db.engine, &m.username).await?;
+        (m, maildir.unwrap_or_default())
+    };
+    let note = if state.config.maildir_removal_base().is_some() {
+        format!("The mailbox's Maildir ({maildir}) will be removed from disk.")
+    } else {
+        "The mailbox's Maildir is left on disk; remove it by hand if no longer needed.".into()
     };
     let page = ConfirmPage {
         nav: admin.nav("mailboxes"),
@@ -794,9 +812,7 @@ pub async fn delete_page(
             "Delete the mailbox {} with its forwarding, vacation settings and its address in other aliases?",
             m.username
         ),
-        notes: vec![
-            "The mailbox's Maildir is left on disk; remove it by hand if no longer needed.".into(),
-        ],
+        notes: vec![note],
         action: "/mailboxes/delete".into(),
         hidden: vec![("username".into(), m.username.clone())],
         button: "Delete mailbox".into(),
@@ -816,7 +832,7 @@ pub async fn delete_submit(
     admin: CurrentAdmin,
     Form(form): Form<UsernameForm>,
 ) -> Result<Response, AppError> {
-    delete(&state.db, &form.username, &admin.actor).await?;
+    delete(&state.db, &state.config, &form.username, &admin.actor).await?;
     Ok(views::flash_redirect(
         &state.sessions,
         &admin.session.id,

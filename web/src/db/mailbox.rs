@@ -295,6 +295,30 @@ pub async fn quota_sum_except(
     .await
 }
 
+/// The `maildir` column of the mailbox `username`, if there is one.
+pub async fn maildir(
+    conn: &mut AnyConnection,
+    e: Engine,
+    username: &str,
+) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar(e.sql("SELECT maildir FROM mailbox WHERE username = $1"))
+        .bind(username.to_string())
+        .fetch_optional(conn)
+        .await
+}
+
+/// The `maildir` column of every mailbox in `domain`.
+pub async fn maildirs_in_domain(
+    conn: &mut AnyConnection,
+    e: Engine,
+    domain: &str,
+) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar(e.sql("SELECT maildir FROM mailbox WHERE domain = $1 ORDER BY username"))
+        .bind(domain.to_string())
+        .fetch_all(conn)
+        .await
+}
+
 /// Delete the mailbox `username` and the rows that belong to it, as PostfixAdmin's
 /// MailboxHandler does: its alias row, vacation (and notifications), quota, fetchmail and
 /// app-password rows. References in other aliases are the caller's job.

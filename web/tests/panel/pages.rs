@@ -264,6 +264,18 @@ pub async fn domain_admin_gets_403_for_other_domains(b: Backend) {
 pub async fn aliases_list_create_edit_toggle_delete(b: Backend) {
     let env = two_domains(b).await;
     let (c, t) = login(&env.app, ADMIN, ADMIN_PW).await;
+    // Without a domain or a search the list opens on the first domain (PostfixAdmin's
+    // list-virtual); a search spans every domain.
+    let first = get(&env, &c, "/aliases").await;
+    assert!(
+        first.body.contains("Aliases in alpha.example")
+            && first.body.contains("info@alpha.example")
+            && !first.body.contains("info@beta.example"),
+        "{}",
+        first.body
+    );
+    let all = get(&env, &c, "/aliases?q=info").await;
+    assert!(all.body.contains("info@alpha.example") && all.body.contains("info@beta.example"));
     // Create with several targets (lines, commas, case, duplicates).
     let page = post_ok(
         &env,
@@ -1217,7 +1229,127 @@ pub async fn log_page_per_domain(b: Backend) {
     assert!(own.body.contains("john@alpha.example") && !own.body.contains("john@beta.example"));
 }
 
+/// With `delete_maildirs` and a `maildir_base`, deleting a mailbox or a domain removes the
+/// Maildirs under the base after the rows are gone, and never a `maildir` that leaves it.
+pub async fn deletes_remove_maildirs_when_configured(b: Backend) {
+    let env = two_domains(b).await;
+    cli_run(
+        &env.db,
+        &["mailbox", "add", "ann@alpha.example", "--password-stdin"],
+        "ann-password",
+    )
+    .await
+    .expect("mailbox");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let base = tmp.path().join("vmail");
+    for md in [
+        "alpha.example/john/cur",
+        "alpha.example/ann/new",
+        "beta.example/john/cur",
+    ] {
+        std::fs::create_dir_all(base.join(md)).expect("mkdir");
+    }
+    std::fs::write(base.join("alpha.example/john/cur/1.eml"), b"mail").expect("write");
+    // A hostile row: its maildir points outside the base.
+    let outside = tmp.path().join("outside");
+    std::fs::create_dir_all(&outside).expect("mkdir");
+    std::fs::write(outside.join("keep"), b"x").expect("write");
+    exec(
+        &env,
+        "UPDATE mailbox SET maildir = '../outside/' WHERE username = 'john@beta.example'",
+    )
+    .await;
+    let cfg = postern_web::PanelConfig {
+        maildir_base: Some(base.clone()),
+        delete_maildirs: true,
+        ..super::config()
+    };
+    let app = postern_web::app(postern_web::AppState::new(env.db.clone(), cfg));
+    let (c, t) = login(&app, ADMIN, ADMIN_PW).await;
+    let confirm = send(
+        &app,
+        Method::GET,
+        "/mailboxes/delete?username=john%40alpha.example",
+        Some(&c),
+        None,
+    )
+    .await;
+    assert!(
+        confirm
+            .body
+            .contains("alpha.example/john/) will be removed from disk")
+            && !confirm.body.contains("left on disk"),
+        "{}",
+        confirm.body
+    );
+    let form = [("csrf", t.as_str()), ("username", "john@alpha.example")];
+    let r = send(
+        &app,
+        Method::POST,
+        "/mailboxes/delete",
+        Some(&c),
+        Some(&form),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let n = count(
+        &env,
+        "SELECT COUNT(*) AS n FROM mailbox WHERE username = 'john@alpha.example'",
+    )
+    .await;
+    assert_eq!(n, 0);
+    assert!(!base.join("alpha.example/john").exists(), "maildir removed");
+    assert!(base.join("alpha.example/ann/new").is_dir(), "others kept");
+    // The domain: its rows go, the refused maildir's target stays.
+    let confirm = send(
+        &app,
+        Method::GET,
+        "/domains/delete?domain=beta.example",
+        Some(&c),
+        None,
+    )
+    .await;
+    assert!(confirm.body.contains("Maildirs will be removed from disk"));
+    let form = [("csrf", t.as_str()), ("domain", "beta.example")];
+    let r = send(&app, Method::POST, "/domains/delete", Some(&c), Some(&form)).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let n = count(
+        &env,
+        "SELECT COUNT(*) AS n FROM mailbox WHERE domain = 'beta.example'",
+    )
+    .await;
+    assert_eq!(n, 0);
+    assert!(
+        outside.join("keep").is_file(),
+        "a maildir with .. is refused"
+    );
+    assert!(
+        base.join("beta.example/john/cur").is_dir(),
+        "only the rows' maildirs are removed"
+    );
+    let form = [("csrf", t.as_str()), ("domain", "alpha.example")];
+    let r = send(&app, Method::POST, "/domains/delete", Some(&c), Some(&form)).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    assert!(
+        !base.join("alpha.example").exists(),
+        "the domain's Maildirs and its emptied directory are removed"
+    );
+    assert!(base.is_dir());
+    // Without the setting the confirmation says they stay (the default).
+    let (c, _) = login(&env.app, ADMIN, ADMIN_PW).await;
+    cli_run(
+        &env.db,
+        &["domain", "add", "gamma.example", "--no-default-aliases"],
+        "",
+    )
+    .await
+    .expect("domain");
+    let confirm = get(&env, &c, "/domains/delete?domain=gamma.example").await;
+    assert!(confirm.body.contains("left on disk"));
+}
+
 each_engine!(
+    deletes_remove_maildirs_when_configured,
     domain_admin_gets_403_for_other_domains,
     aliases_list_create_edit_toggle_delete,
     mailbox_edit_password_and_delete,
