@@ -14,6 +14,7 @@ pub mod dsn;
 pub mod log;
 pub mod maps;
 pub mod master;
+pub mod metrics;
 pub mod pickup;
 pub mod proto;
 pub mod qmgr;

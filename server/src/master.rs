@@ -1,6 +1,9 @@
 //! The master daemon's job: starts what `main.cf`/`master.cf` describe — one smtpd listener per
 //! `inet` service, the qmgr and pickup tasks, and the panel when `postern_panel_listen` is set — and stops
-//! them on SIGINT/SIGTERM. Also the glue the roles need from each other (`Mta`: smtpd's
+//! them on SIGINT/SIGTERM (draining smtpd for `postern_drain_timeout`); SIGHUP reloads
+//! main.cf/master.cf for new smtpd sessions. Serves `/metrics` (see `metrics`) on the panel's
+//! port and on `postern_metrics_listen`, and keeps `queue_directory/pid/master.pid` for
+//! `postern stop|reload|status`. Also the glue the roles need from each other (`Mta`: smtpd's
 //! backend, qmgr's router) and the `up`/`admin` entry points. Decides nothing about mail.
 
 use std::io::BufRead;
@@ -42,7 +45,7 @@ impl Mta {
             virtual_mailbox_maps: maps.open_list(&cfg.get("virtual_mailbox_maps"))?,
             relay_recipient_maps: maps.open_list(&cfg.get("relay_recipient_maps"))?,
             delimiter: cfg.get("recipient_delimiter"),
-            cleanup: Cleanup::new(cfg, virtual_alias_maps.clone(), store, wakeup),
+            cleanup: Cleanup::new(cfg, maps, virtual_alias_maps.clone(), store, wakeup)?,
             virtual_alias_maps,
         })
     }
@@ -115,7 +118,9 @@ impl smtpd::Backend for Mta {
         session: &smtpd::SessionInfo,
         msg: smtpd::Message,
     ) -> Result<String, Status> {
-        self.cleanup.submit(session, msg).await
+        let queued = self.cleanup.submit(session, msg).await?;
+        crate::metrics::METRICS.message_received();
+        Ok(queued)
     }
 }
 
@@ -167,25 +172,38 @@ pub fn service_address(svc: &Service) -> Result<SocketAddr> {
 }
 
 /// `postern serve -c DIR`: runs until SIGINT/SIGTERM. `ready` gets the bound addresses.
+/// Writes `queue_directory/pid/master.pid` while it runs; SIGHUP reloads the configuration for
+/// new smtpd sessions (`reload`); SIGTERM stops accepting, lets live sessions finish for
+/// `postern_drain_timeout`, then tells the rest `421 4.3.2`.
 pub async fn serve(
     dir: &Path,
     ready: Option<tokio::sync::oneshot::Sender<Vec<SocketAddr>>>,
 ) -> Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    // Before anything else, so that an early `postern reload` cannot kill us (SIGHUP's default).
+    let mut hup = signal(SignalKind::hangup()).context("watch SIGHUP")?;
+    let mut term = signal(SignalKind::terminate()).context("watch SIGTERM")?;
     let (cfg, warnings) = Config::load(dir).context("load the configuration")?;
     for w in warnings {
         tracing::warn!("{}", w.0);
     }
     let maps = Maps::new(&cfg);
-    let store = Arc::new(
-        Store::open(&cfg.get_path("queue_directory")).context("open the queue directory")?,
-    );
+    let queue_dir = cfg.get_path("queue_directory");
+    let store = Arc::new(Store::open(&queue_dir).context("open the queue directory")?);
+    let _pid = PidFile::create(&queue_dir)?;
     let wakeup = Arc::new(Notify::new());
     let mta = Arc::new(
         Mta::new(&cfg, &maps, store.clone(), wakeup.clone()).context("open the lookup tables")?,
     );
     let (stop_tx, stop_rx) = watch::channel(false);
+    let (drain_tx, drain_rx) = watch::channel(false);
+    let mynetworks = smtpd::check::Networks::parse(&cfg.get_list("mynetworks"))
+        .map_err(|e| anyhow::anyhow!("{}: {e}", cfg.dir().join("main.cf").display()))?;
+    let metrics = metrics_router(queue_dir.clone(), mynetworks);
 
     let mut tasks = tokio::task::JoinSet::new();
+    let mut smtpd_tasks = tokio::task::JoinSet::new();
+    let mut listeners: Vec<Listener> = Vec::new();
     let mut bound = Vec::new();
     for svc in cfg.master().iter().filter(|s| s.kind == "inet") {
         if svc.command != "smtpd" {
@@ -202,17 +220,22 @@ pub async fn serve(
             .await
             .with_context(|| format!("bind {addr} (master.cf service {})", svc.name))?;
         bound.push(listener.local_addr().unwrap_or(addr));
-        let scfg = cfg.for_service(svc);
-        let (mta, stop) = (mta.clone(), stop_rx.clone());
+        let (generation, configs) = watch::channel((cfg.for_service(svc), mta.clone()));
+        let stop = stop_rx.clone();
         let opts = smtpd::conn::ServeOptions {
             service: svc.name.clone(),
             maxproc: svc.maxproc,
+            sessions_stop: Some(drain_rx.clone()),
         };
         tracing::info!("smtpd listening on {addr} (service {})", svc.name);
-        tasks.spawn(async move {
-            if let Err(e) = smtpd::conn::serve_with(listener, scfg, mta, stop, opts).await {
+        smtpd_tasks.spawn(async move {
+            if let Err(e) = smtpd::conn::serve_reloadable(listener, configs, stop, opts).await {
                 tracing::error!("smtpd: {e}");
             }
+        });
+        listeners.push(Listener {
+            service: svc.name.clone(),
+            generation,
         });
     }
     {
@@ -230,7 +253,10 @@ pub async fn serve(
         let aliases = maps
             .open_list(&cfg.get("virtual_alias_maps"))
             .context("open virtual_alias_maps")?;
-        let cleanup = Arc::new(Cleanup::new(&cfg, aliases, store.clone(), wakeup.clone()));
+        let cleanup = Arc::new(
+            Cleanup::new(&cfg, &maps, aliases, store.clone(), wakeup.clone())
+                .context("open the cleanup lookup tables")?,
+        );
         let (cfg, store, stop) = (cfg.clone(), store.clone(), stop_rx.clone());
         tasks.spawn(async move { crate::pickup::run(cfg, store, cleanup, stop).await });
     }
@@ -244,51 +270,228 @@ pub async fn serve(
             .await
             .with_context(|| format!("bind the panel on {addr}"))?;
         bound.push(listener.local_addr().unwrap_or(addr));
-        let app = postern_web::app(postern_web::AppState::new(db, panel_config(&cfg)));
-        let mut stop = stop_rx.clone();
+        let app = postern_web::app(postern_web::AppState::new(db, panel_config(&cfg)))
+            .merge(metrics.clone());
         tracing::info!("panel listening on http://{addr}/");
-        tasks.spawn(async move {
-            let service = app.into_make_service_with_connect_info::<SocketAddr>();
-            if let Err(e) = axum::serve(listener, service)
-                .with_graceful_shutdown(async move {
-                    let _ = stop.wait_for(|s| *s).await;
-                })
-                .await
-            {
-                tracing::error!("panel: {e}");
-            }
-        });
+        tasks.spawn(serve_http("panel", listener, app, stop_rx.clone()));
+    }
+    let metrics_listen = cfg.get("postern_metrics_listen");
+    if !metrics_listen.is_empty() {
+        let addr: SocketAddr = metrics_listen.parse().with_context(|| {
+            format!("postern_metrics_listen = {metrics_listen}: expected address:port")
+        })?;
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("bind the metrics listener on {addr}"))?;
+        bound.push(listener.local_addr().unwrap_or(addr));
+        tracing::info!("metrics on http://{addr}/metrics");
+        tasks.spawn(serve_http("metrics", listener, metrics, stop_rx.clone()));
     }
     if let Some(tx) = ready {
         let _ = tx.send(bound);
     }
-    wait_for_signal().await;
-    tracing::info!("terminating on signal");
+    let mut current = cfg;
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            _ = term.recv() => break,
+            _ = hup.recv() => {
+                match reload(dir, &listeners, &store, &wakeup) {
+                    Ok(cfg) => current = cfg,
+                    Err(e) => tracing::error!(
+                        "reload refused, keeping the running configuration: {e:#}"
+                    ),
+                }
+            }
+        }
+    }
+    let drain = current.get_time("postern_drain_timeout");
+    tracing::info!(
+        "terminating on signal: no new connections; live sessions have {}s to finish",
+        drain.as_secs()
+    );
     let _ = stop_tx.send(true);
-    let drain = async { while tasks.join_next().await.is_some() {} };
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(30), drain).await;
+    let sessions_done = async { while smtpd_tasks.join_next().await.is_some() {} };
+    tokio::select! {
+        _ = tokio::time::timeout(drain, sessions_done) => {}
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    // Sessions still open now answer 421 4.3.2 at their next read.
+    let _ = drain_tx.send(true);
+    let rest = async {
+        while smtpd_tasks.join_next().await.is_some() {}
+        while tasks.join_next().await.is_some() {}
+    };
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(30), rest).await;
     Ok(())
 }
 
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
+/// One smtpd listener: its master.cf service name and where new configurations go.
+struct Listener {
+    service: String,
+    generation: watch::Sender<smtpd::conn::Generation<Mta>>,
+}
+
+/// SIGHUP: loads main.cf/master.cf again, opens the tables and checks every running smtpd
+/// service's settings; only when all of that succeeds do the listeners switch (for new
+/// sessions). Returns the new configuration. Adding, removing or re-addressing services and
+/// changes to qmgr, pickup, the panel and metrics need a restart (logged as warnings).
+fn reload(
+    dir: &Path,
+    listeners: &[Listener],
+    store: &Arc<Store>,
+    wakeup: &Arc<Notify>,
+) -> Result<Config> {
+    let (cfg, warnings) = Config::load(dir).context("load the configuration")?;
+    for w in warnings {
+        tracing::warn!("{}", w.0);
+    }
+    let maps = Maps::new(&cfg);
+    let mta = Arc::new(
+        Mta::new(&cfg, &maps, store.clone(), wakeup.clone()).context("open the lookup tables")?,
+    );
+    let mut plan = Vec::new();
+    for l in listeners {
+        let svc = cfg
+            .master()
+            .iter()
+            .find(|s| s.kind == "inet" && s.command == "smtpd" && s.name == l.service);
+        match svc {
+            Some(svc) => {
+                let scfg = cfg.for_service(svc);
+                let settings = smtpd::Settings::from_config(&scfg)
+                    .with_context(|| format!("master.cf service {}", svc.name))?;
+                smtpd::conn::Auth::from_config(&scfg, &settings)
+                    .with_context(|| format!("master.cf service {}", svc.name))?;
+                plan.push((&l.generation, scfg));
             }
+            None => tracing::warn!(
+                "reload: service {} is gone from master.cf; it keeps running until restart",
+                l.service
+            ),
         }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
+    }
+    for svc in cfg.master().iter().filter(|s| s.kind == "inet") {
+        if !listeners.iter().any(|l| l.service == svc.name) {
+            tracing::warn!(
+                "reload: master.cf, line {}: new service {} starts at the next restart",
+                svc.line,
+                svc.name
+            );
         }
+    }
+    for (tx, scfg) in plan {
+        tx.send_replace((scfg, mta.clone()));
+    }
+    tracing::info!("reload: configuration reloaded from {}", dir.display());
+    Ok(cfg)
+}
+
+async fn serve_http(
+    what: &'static str,
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    mut stop: watch::Receiver<bool>,
+) {
+    let service = app.into_make_service_with_connect_info::<SocketAddr>();
+    if let Err(e) = axum::serve(listener, service)
+        .with_graceful_shutdown(async move {
+            let _ = stop.wait_for(|s| *s).await;
+        })
+        .await
+    {
+        tracing::error!("{what}: {e}");
+    }
+}
+
+/// `GET /metrics`: the Prometheus text for clients in `mynetworks`, 403 for the rest.
+fn metrics_router(queue_dir: std::path::PathBuf, allowed: smtpd::check::Networks) -> axum::Router {
+    use axum::extract::ConnectInfo;
+    use axum::http::{StatusCode, header};
+    let shared = Arc::new((queue_dir, allowed));
+    axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move |ConnectInfo(peer): ConnectInfo<SocketAddr>| {
+            let shared = shared.clone();
+            async move {
+                let (queue_dir, allowed) = &*shared;
+                if !allowed.contains(peer.ip()) {
+                    return (
+                        StatusCode::FORBIDDEN,
+                        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+                        "forbidden: client not in mynetworks\n".to_string(),
+                    );
+                }
+                let queue_dir = queue_dir.clone();
+                let body =
+                    tokio::task::spawn_blocking(move || crate::metrics::METRICS.render(&queue_dir))
+                        .await
+                        .unwrap_or_default();
+                (
+                    StatusCode::OK,
+                    [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                    body,
+                )
+            }
+        }),
+    )
+}
+
+/// `queue_directory/pid/master.pid`, as Postfix's master writes it.
+pub fn pid_path(queue_dir: &Path) -> std::path::PathBuf {
+    queue_dir.join("pid").join("master.pid")
+}
+
+/// The pid of the running master for `queue_dir`, if its pid file names a live `postern`.
+pub fn running_pid(queue_dir: &Path) -> Option<u32> {
+    let pid: u32 = std::fs::read_to_string(pid_path(queue_dir))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    let comm = |p: &str| std::fs::read_to_string(format!("/proc/{p}/comm")).ok();
+    let theirs = comm(&pid.to_string())?;
+    (comm("self")? == theirs).then_some(pid)
+}
+
+/// The master's pid file; removed on drop (normal exit, or an error after start).
+struct PidFile(std::path::PathBuf);
+
+impl PidFile {
+    fn create(queue_dir: &Path) -> Result<PidFile> {
+        let path = pid_path(queue_dir);
+        if let Some(pid) = running_pid(queue_dir).filter(|p| *p != std::process::id()) {
+            bail!(
+                "the Postfix mail system is already running: PID: {pid} ({})",
+                path.display()
+            );
+        }
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("create {}", parent.display()))?;
+        }
+        std::fs::write(&path, format!("{:>10}\n", std::process::id()))
+            .with_context(|| format!("write {}", path.display()))?;
+        Ok(PidFile(path))
+    }
+}
+
+impl Drop for PidFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
     }
 }
 
 /// The panel's settings: PostfixAdmin's shipped defaults (config.inc.php), so default aliases
 /// point at `…@change-this-to-your.domain.tld` exactly as a PostfixAdmin admin expects.
-fn panel_config(_cfg: &Config) -> postern_web::PanelConfig {
-    postern_web::PanelConfig::default()
+fn panel_config(cfg: &Config) -> postern_web::PanelConfig {
+    let base = cfg.get("virtual_mailbox_base");
+    postern_web::PanelConfig {
+        maildir_base: (!base.is_empty()).then(|| std::path::PathBuf::from(base)),
+        delete_maildirs: cfg.get_bool("postern_panel_delete_maildirs"),
+        ..postern_web::PanelConfig::default()
+    }
 }
 
 /// Opens (and migrates) the database named by `postern_database_url`.

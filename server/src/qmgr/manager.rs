@@ -43,6 +43,7 @@ use crate::bounce;
 use crate::config::Config;
 use crate::delivery::{self, Agent, Disposition, Outcome, RcptRequest, Request};
 use crate::dsn::Status;
+use crate::metrics::Delivery;
 use crate::queue::store::DeferRecord;
 use crate::queue::trigger::{self, Request as Trigger};
 use crate::queue::{Envelope, Queue, QueueError, QueueId, Recipient, Store};
@@ -860,11 +861,12 @@ impl<R: Router> Qmgr<R> {
         let total = since(ended, started);
         let c = o.setup.min(total);
         let d = total.saturating_sub(c);
-        let word = match o.disposition() {
-            Disposition::Delivered => "sent",
-            Disposition::Deferred => "deferred",
-            Disposition::Bounced => "bounced",
+        let (word, counted) = match o.disposition() {
+            Disposition::Delivered => ("sent", Delivery::Sent),
+            Disposition::Deferred => ("deferred", Delivery::Deferred),
+            Disposition::Bounced => ("bounced", Delivery::Bounced),
         };
+        crate::metrics::METRICS.delivery(program, counted);
         tracing::info!(
             service = program,
             "{}: to=<{}>{orig}, relay={}, delay={}, delays={}/{}/{}/{}, dsn={}, status={word} ({})",

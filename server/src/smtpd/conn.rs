@@ -6,11 +6,12 @@
 //! handshake when the session asks (`Need::StartTls`) or before the greeting
 //! (`smtpd_tls_wrappermode`), then runs the same loop over the TLS stream; it owns the SASL
 //! backend and `smtpd_sender_login_maps` (`Auth`) and reloads the certificate on SIGHUP.
+//! `serve_reloadable` takes new configurations (master's SIGHUP) for new sessions only.
 //!
 //! Guarantees: a panic or IO error in one session ends that session only (tasks are spawned
 //! and their join errors logged); `smtpd_timeout` bounds every read; after the last reply the
 //! socket is half-closed and drained briefly so the reply is not lost to a TCP reset.
-//! Logs in Postfix's shapes: `connect from unknown[127.0.0.1]`, `disconnect from … ehlo=1 …`,
+//! Counts sessions in `metrics`. Logs in Postfix's shapes: `connect from unknown[127.0.0.1]`, `disconnect from … ehlo=1 …`,
 //! `lost connection after DATA from …`, `timeout after RCPT from …` (the rest in `session`).
 
 use std::net::SocketAddr;
@@ -33,6 +34,9 @@ pub struct ServeOptions {
     pub service: String,
     /// master.cf maxproc: `None` for `-` (`default_process_limit`), `Some(0)` for no limit.
     pub maxproc: Option<u32>,
+    /// When set, sessions answer `421 4.3.2` once it is `true` instead of when `shutdown` is:
+    /// lets `master` stop accepting first and drain live sessions (`postern_drain_timeout`).
+    pub sessions_stop: Option<watch::Receiver<bool>>,
 }
 
 impl Default for ServeOptions {
@@ -40,6 +44,7 @@ impl Default for ServeOptions {
         ServeOptions {
             service: "smtp".into(),
             maxproc: None,
+            sessions_stop: None,
         }
     }
 }
@@ -64,15 +69,38 @@ pub async fn serve_with<B: Backend>(
     listener: TcpListener,
     cfg: Config,
     backend: Arc<B>,
+    shutdown: watch::Receiver<bool>,
+    opts: ServeOptions,
+) -> Result<(), SmtpdError> {
+    let (_keep, configs) = watch::channel((cfg, backend));
+    serve_reloadable(listener, configs, shutdown, opts).await
+}
+
+/// What a reloadable listener runs with: the service's configuration and the backend.
+pub type Generation<B> = (Config, Arc<B>);
+
+/// `serve_with` whose configuration can change (SIGHUP in `master`): each value sent on
+/// `configs` is checked and, when valid, used for the sessions accepted from then on; live
+/// sessions keep the one they started with. An invalid one is logged and the current one
+/// kept. The process limit (maxproc) is fixed at start. `opts.sessions_stop`, when given,
+/// tells the sessions to answer `421` (SIGTERM drain); otherwise they follow `shutdown`.
+pub async fn serve_reloadable<B: Backend>(
+    listener: TcpListener,
+    mut configs: watch::Receiver<Generation<B>>,
     mut shutdown: watch::Receiver<bool>,
     opts: ServeOptions,
 ) -> Result<(), SmtpdError> {
-    let settings = Arc::new(Settings::from_config(&cfg)?);
-    let auth = Arc::new(Auth::from_config(&cfg, &settings)?);
+    let (cfg, mut backend) = configs.borrow_and_update().clone();
+    let mut settings = Arc::new(Settings::from_config(&cfg)?);
+    let mut auth = Arc::new(Auth::from_config(&cfg, &settings)?);
     if let Some(store) = settings.tls.certs.clone() {
         // Like `postfix reload`: SIGHUP re-reads the certificate for new handshakes.
         reload_on_sighup(store, opts.service.clone(), shutdown.clone());
     }
+    let sessions_stop = opts
+        .sessions_stop
+        .clone()
+        .unwrap_or_else(|| shutdown.clone());
     let limit = match opts.maxproc {
         Some(n) => n as usize,
         None => param(&cfg, "default_process_limit", "100")
@@ -98,6 +126,10 @@ pub async fn serve_with<B: Backend>(
                 Err(_) => break,
             },
             () = stopped(&mut shutdown) => break,
+            next = next_generation(&mut configs) => {
+                apply(next, &opts.service, &mut settings, &mut auth, &mut backend);
+                continue;
+            }
         };
         let (stream, peer) = tokio::select! {
             r = listener.accept() => match r {
@@ -110,11 +142,15 @@ pub async fn serve_with<B: Backend>(
                 }
             },
             () = stopped(&mut shutdown) => break,
+            next = next_generation(&mut configs) => {
+                apply(next, &opts.service, &mut settings, &mut auth, &mut backend);
+                continue;
+            }
         };
         let settings = settings.clone();
         let backend = backend.clone();
         let service = opts.service.clone();
-        let shutdown = shutdown.clone();
+        let shutdown = sessions_stop.clone();
         let auth = auth.clone();
         tasks.spawn(async move {
             let _permit = permit;
@@ -125,6 +161,39 @@ pub async fn serve_with<B: Backend>(
         log_join(done);
     }
     Ok(())
+}
+
+/// The next configuration sent on `configs`; never resolves once its sender is gone.
+async fn next_generation<B>(configs: &mut watch::Receiver<Generation<B>>) -> Generation<B> {
+    if configs.changed().await.is_err() {
+        std::future::pending::<()>().await;
+    }
+    configs.borrow_and_update().clone()
+}
+
+/// Switches new sessions to `next` when it is a valid smtpd configuration.
+fn apply<B>(
+    (cfg, next_backend): Generation<B>,
+    service: &str,
+    settings: &mut Arc<Settings>,
+    auth: &mut Arc<Auth>,
+    backend: &mut Arc<B>,
+) {
+    let built = Settings::from_config(&cfg).and_then(|s| {
+        let a = Auth::from_config(&cfg, &s)?;
+        Ok((s, a))
+    });
+    match built {
+        Ok((s, a)) => {
+            *settings = Arc::new(s);
+            *auth = Arc::new(a);
+            *backend = next_backend;
+            tracing::info!("smtpd {service}: reloaded the configuration for new sessions");
+        }
+        Err(e) => {
+            tracing::error!("smtpd {service}: new configuration refused, keeping the old one: {e}")
+        }
+    }
 }
 
 fn reload_on_sighup(
@@ -250,6 +319,7 @@ async fn run_session<B: Backend>(
     service: String,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let _live = crate::metrics::METRICS.session();
     let mut session = Session::new(settings.clone(), peer, service);
     if let Ok(local) = stream.local_addr() {
         session.set_local(local);
@@ -541,6 +611,7 @@ mod tests {
         let opts = ServeOptions {
             service: "smtp".into(),
             maxproc: Some(1),
+            ..ServeOptions::default()
         };
         let (addr, stop, server) = start(d.config(), Arc::new(FakeBackend::default()), opts).await;
         let mut a = Client::connect(addr).await;
@@ -558,6 +629,51 @@ mod tests {
         drop((a, b));
         let _ = stop.send(true);
         let _ = tokio::time::timeout(WAIT, server).await;
+    }
+
+    #[tokio::test]
+    async fn reload_reaches_new_sessions_only_and_a_bad_config_is_refused() {
+        let base = Dialog::parse("").config();
+        let with = |k: &str, v: &str| base.with_overrides(&[(k.to_string(), v.to_string())]);
+        let backend = Arc::new(FakeBackend::default());
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (gen_tx, gen_rx) = watch::channel((base.clone(), backend.clone()));
+        let (stop, rx) = watch::channel(false);
+        let server = tokio::spawn(serve_reloadable(
+            listener,
+            gen_rx,
+            rx,
+            ServeOptions::default(),
+        ));
+        let mut old = Client::connect(addr).await;
+        assert_eq!(old.line().await, "220 mx.test ESMTP Postern");
+        gen_tx.send_replace((
+            with("smtpd_banner", "$myhostname ESMTP two"),
+            backend.clone(),
+        ));
+        let mut seen = String::new();
+        for _ in 0..50 {
+            let mut c = Client::connect(addr).await;
+            seen = c.line().await;
+            if seen == "220 mx.test ESMTP two" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(seen, "220 mx.test ESMTP two");
+        // The session opened before the reload carries on.
+        old.send(b"HELO x\r\n").await;
+        assert_eq!(old.line().await, "250 mx.test");
+        // Settings that do not build are refused; new sessions keep the last good ones.
+        gen_tx.send_replace((with("smtpd_forbid_bare_newline", "maybe"), backend.clone()));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut c = Client::connect(addr).await;
+        assert_eq!(c.line().await, "220 mx.test ESMTP two");
+        drop((old, c));
+        let _ = stop.send(true);
+        let done = tokio::time::timeout(WAIT, server).await;
+        assert!(matches!(done, Ok(Ok(Ok(())))), "{done:?}");
     }
 
     /// A backend that panics for one recipient: that session ends, the listener lives on.

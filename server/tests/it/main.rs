@@ -11,6 +11,7 @@ mod e2e;
 mod maillog;
 mod maps_backends;
 mod maps_sqlite;
+mod ops;
 mod queue_tools;
 mod smtp_out;
 mod smtpd_auth;
