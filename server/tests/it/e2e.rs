@@ -338,17 +338,33 @@ fn mailbox_created_in_panel_receives_mail_through_dovecot() {
         "accepted: {}",
         String::from_utf8_lossy(&out.stdout)
     );
-    wait_until("a deferral", Duration::from_secs(10), || {
-        server.log().matches("status=deferred").count() >= 2
+    // This message's own deferral (earlier messages were deferred too).
+    let reply = String::from_utf8_lossy(&out.stdout).into_owned();
+    let id = reply
+        .split("queued as ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no queue id in the reply: {reply}"))
+        .to_string();
+    wait_until("this message's deferral", Duration::from_secs(20), || {
+        server.log().lines().any(|l| {
+            l.contains(&format!("{id}: to=<alice@family.test>")) && l.contains("status=deferred")
+        })
     });
+    let before = server.log();
     drop(server);
     dovecot.restart().expect("restart dovecot");
     server = inst.serve();
-    wait_until(
-        "the message queued before the restart",
-        Duration::from_secs(30),
-        || dovecot.delivered("alice@family.test").len() == 104,
-    );
+    let start = std::time::Instant::now();
+    while dovecot.delivered("alice@family.test").len() < 104 {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "{id} not delivered after the restart.\nbefore:\n{before}\nafter:\n{}\ndovecot:\n{}",
+            server.log(),
+            dovecot.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(
         dovecot.delivered("alice@family.test").len(),
