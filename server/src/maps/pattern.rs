@@ -1,5 +1,6 @@
-//! Pattern tables: `regexp:` and `pcre:` (regexp_table(5), pcre_table(5); both through the
-//! `regex` crate, so PCRE back-references and look-around are not available) and `cidr:`
+//! Pattern tables: `regexp:` and `pcre:` (regexp_table(5), pcre_table(5); through the `regex`
+//! crate, and for `pcre:` patterns it refuses — back-references, look-around — through the
+//! backtracking `fancy-regex`) and `cidr:`
 //! (cidr_table(5)), from a file or inline (`regexp:{ {/re/ result}, … }`, Postfix ≥ 3.7).
 //! Rules are tried in file order against the whole key; first match wins; `!pattern` negates;
 //! `if pattern` … `endif` nest. Regexp flags: `i` (toggles case-insensitivity, on by default),
@@ -26,13 +27,37 @@ pub enum Syntax {
 #[derive(Debug)]
 enum Matcher {
     Re(Regex),
+    /// A `pcre:` pattern the `regex` crate refuses (back-references, look-around): matched
+    /// with a backtracking engine. A match that exceeds its backtrack limit counts as no match.
+    Pcre(fancy_regex::Regex),
     Cidr(IpAddr, u8),
 }
 
+/// The text of each capture group of a match (index 0 = the whole match).
+type Groups = Vec<Option<String>>;
+
 impl Matcher {
-    fn find<'k>(&self, key: &'k str) -> Option<Option<regex::Captures<'k>>> {
+    fn find(&self, key: &str) -> Option<Option<Groups>> {
         match self {
-            Matcher::Re(re) => re.captures(key).map(Some),
+            Matcher::Re(re) => re.captures(key).map(|c| {
+                Some(
+                    c.iter()
+                        .map(|m| m.map(|m| m.as_str().to_string()))
+                        .collect(),
+                )
+            }),
+            Matcher::Pcre(re) => match re.captures(key) {
+                Ok(Some(c)) => Some(Some(
+                    c.iter()
+                        .map(|m| m.map(|m| m.as_str().to_string()))
+                        .collect(),
+                )),
+                Ok(None) => None,
+                Err(e) => {
+                    tracing::warn!("pcre: {key}: {e}; treated as no match");
+                    None
+                }
+            },
             Matcher::Cidr(net, bits) => {
                 let k = key.trim();
                 let k = k
@@ -282,9 +307,27 @@ fn parse_regex(text: &str, syntax: Syntax) -> Result<(Matcher, &str), String> {
         .ignore_whitespace(ext)
         .dot_matches_new_line(dotall)
         .swap_greed(ungreedy)
-        .build()
-        .map_err(|e| format!("invalid regular expression \"{pattern}\": {e}"))?;
-    Ok((Matcher::Re(re), result.trim()))
+        .build();
+    let matcher = match re {
+        Ok(re) => Matcher::Re(re),
+        // PCRE features the `regex` crate lacks (back-references, look-around).
+        Err(_) if syntax == Syntax::Pcre && !ungreedy => {
+            let inline = format!(
+                "(?{}{}{}{}){pattern}",
+                if icase { "i" } else { "" },
+                if multi { "m" } else { "" },
+                if ext { "x" } else { "" },
+                if dotall { "s" } else { "" },
+            )
+            .replace("(?)", "");
+            Matcher::Pcre(
+                fancy_regex::Regex::new(&inline)
+                    .map_err(|e| format!("invalid regular expression \"{pattern}\": {e}"))?,
+            )
+        }
+        Err(e) => return Err(format!("invalid regular expression \"{pattern}\": {e}")),
+    };
+    Ok((matcher, result.trim()))
 }
 
 /// `network/prefix result`, `address result`, IPv6 optionally in `[]`.
@@ -333,6 +376,7 @@ fn parse_cidr(text: &str) -> Result<(Matcher, &str), String> {
 fn check_substitution(result: &str, m: &Matcher, negate: bool) -> Result<(), String> {
     let groups = match m {
         Matcher::Re(re) if !negate => re.captures_len() - 1,
+        Matcher::Pcre(re) if !negate => re.captures_len() - 1,
         _ => 0,
     };
     for n in references(result) {
@@ -372,7 +416,7 @@ fn references(result: &str) -> Vec<usize> {
     out
 }
 
-fn substitute(result: &str, caps: Option<&regex::Captures<'_>>) -> String {
+fn substitute(result: &str, caps: Option<&Groups>) -> String {
     let mut out = String::with_capacity(result.len());
     let mut rest = result;
     while let Some(i) = rest.find('$') {
@@ -396,8 +440,8 @@ fn substitute(result: &str, caps: Option<&regex::Captures<'_>>) -> String {
         };
         match digits.parse::<usize>() {
             Ok(n) => {
-                if let Some(m) = caps.and_then(|c| c.get(n)) {
-                    out.push_str(m.as_str());
+                if let Some(m) = caps.and_then(|c| c.get(n)).and_then(Option::as_deref) {
+                    out.push_str(m);
                 }
                 rest = after;
             }
@@ -406,6 +450,30 @@ fn substitute(result: &str, caps: Option<&regex::Captures<'_>>) -> String {
     }
     out.push_str(rest);
     out
+}
+
+#[cfg(test)]
+mod pcre_fallback_tests {
+    use super::*;
+
+    #[test]
+    fn pcre_back_references_and_lookaround() {
+        let t = PatternTable::parse(
+            "/^(\\w+)\\.\\1@/ REJECT doubled $1\n/^(?!postmaster@)[^@]+@example\\.com$/ OK\n",
+            Syntax::Pcre,
+        )
+        .expect("PCRE-only features compile");
+        assert_eq!(t.get("ab.ab@x.org").as_deref(), Some("REJECT doubled ab"));
+        assert_eq!(t.get("ab.cd@x.org"), None);
+        assert_eq!(
+            t.get("JOHN@example.com").as_deref(),
+            Some("OK"),
+            "case-insensitive by default"
+        );
+        assert_eq!(t.get("postmaster@example.com"), None);
+        // regexp: (POSIX) tables keep refusing them, naming the pattern.
+        assert!(PatternTable::parse("/^(\\w+)\\1/ x\n", Syntax::Regexp).is_err());
+    }
 }
 
 #[cfg(test)]
