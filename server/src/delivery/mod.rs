@@ -95,11 +95,13 @@ impl Outcome {
 }
 
 /// A delivery agent, chosen by a master.cf service's command.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Agent {
     Lmtp,
-    /// smtp(8): the `smtp` and `relay` services (both run the `smtp` command).
-    Smtp,
+    /// smtp(8): the `smtp` and `relay` services (both run the `smtp` command), with the lookup
+    /// tables they consult per delivery (password and TLS-policy maps) opened once per transport,
+    /// so an SQL table keeps one connection pool instead of one per delivery.
+    Smtp(std::sync::Arc<crate::maps::Maps>),
     Virtual,
     Discard,
     /// error(8); `retry` = the `retry` service, which defers instead of bouncing.
@@ -111,10 +113,11 @@ pub enum Agent {
 }
 
 impl Agent {
-    pub fn for_service(svc: &Service) -> Agent {
+    /// `cfg` is the service's configuration (its `-o` overrides applied).
+    pub fn for_service(svc: &Service, cfg: &Config) -> Agent {
         match svc.command.as_str() {
             "lmtp" => Agent::Lmtp,
-            "smtp" => Agent::Smtp,
+            "smtp" => Agent::Smtp(std::sync::Arc::new(crate::maps::Maps::new(cfg))),
             "virtual" => Agent::Virtual,
             "discard" => Agent::Discard,
             "error" => Agent::Error {
@@ -136,7 +139,7 @@ pub async fn deliver<R: Router>(
 ) -> Vec<Outcome> {
     let out = match agent {
         Agent::Lmtp => lmtp::deliver(lmtp::Personality::Lmtp, cfg, req).await,
-        Agent::Smtp => smtp::deliver(cfg, req).await,
+        Agent::Smtp(maps) => smtp::deliver(cfg, maps, req).await,
         Agent::Virtual => r#virtual::deliver(cfg, router, req).await,
         Agent::Discard => discard::deliver(req),
         Agent::Error { retry } => error::deliver(req, *retry),

@@ -54,6 +54,7 @@ use super::{Disposition, Outcome, Request};
 use crate::config::Config;
 use crate::dns::{self, Dns, DnsError};
 use crate::dsn::Status;
+use crate::maps::Maps;
 
 /// A parsed smtp nexthop.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -442,7 +443,12 @@ struct TlsSetup {
 /// `smtp_tls_policy_maps`: the policy for this nexthop, if the tables name one. Keys: the
 /// nexthop as written, then `[host]:port` and `[host]` (no MX) or the domain and its parents as
 /// `.parent` (MX). Only the first word (the level) is used; attributes such as `match=` are not.
-async fn tls_policy(cfg: &Config, raw: &str, nh: &Nexthop) -> Result<Option<String>, Status> {
+async fn tls_policy(
+    cfg: &Config,
+    maps: &Maps,
+    raw: &str,
+    nh: &Nexthop,
+) -> Result<Option<String>, Status> {
     let spec = cfg.get("smtp_tls_policy_maps");
     if spec.trim().is_empty() {
         return Ok(None);
@@ -454,7 +460,7 @@ async fn tls_policy(cfg: &Config, raw: &str, nh: &Nexthop) -> Result<Option<Stri
             format!("smtp_tls_policy_maps lookup error: {e}"),
         )
     };
-    let maps = crate::maps::Maps::new(cfg).open_list(&spec).map_err(err)?;
+    let maps = maps.open_list(&spec).map_err(err)?;
     let mut keys = vec![raw.trim().to_string()];
     if nh.mx {
         keys.push(nh.host.clone());
@@ -557,11 +563,11 @@ struct SaslSetup {
     by_sender: bool,
 }
 
-fn sasl_setup(cfg: &Config) -> Result<Option<SaslSetup>, String> {
+fn sasl_setup(cfg: &Config, maps: &Maps) -> Result<Option<SaslSetup>, String> {
     if !cfg.get_bool("smtp_sasl_auth_enable") {
         return Ok(None);
     }
-    let maps = crate::maps::Maps::new(cfg)
+    let maps = maps
         .open_list(&cfg.get("smtp_sasl_password_maps"))
         .map_err(|e| format!("smtp_sasl_password_maps: {e}"))?;
     let has = |name: &str| {
@@ -774,9 +780,9 @@ impl CacheSettings {
 }
 
 /// Delivers with the process's resolver (`postern_dns_servers` or /etc/resolv.conf).
-pub async fn deliver(cfg: &Config, req: &Request) -> Vec<Outcome> {
+pub async fn deliver(cfg: &Config, maps: &Maps, req: &Request) -> Vec<Outcome> {
     match dns::resolver_for(cfg) {
-        Ok(d) => deliver_with(cfg, req, &*d).await,
+        Ok(d) => deliver_with(cfg, req, &*d, maps).await,
         Err(e) => {
             let st = Status::new(451, "4.3.5", e.to_string());
             req.recipients
@@ -788,7 +794,8 @@ pub async fn deliver(cfg: &Config, req: &Request) -> Vec<Outcome> {
 }
 
 /// Delivers one request through `dns`; one outcome per recipient, in request order.
-pub async fn deliver_with(cfg: &Config, req: &Request, dns: &dyn Dns) -> Vec<Outcome> {
+/// `maps` opens the tables the agent consults (kept by the transport across deliveries).
+pub async fn deliver_with(cfg: &Config, req: &Request, dns: &dyn Dns, maps: &Maps) -> Vec<Outcome> {
     let (mut out, mut pending) = lmtp::screen(req);
     let settle_all = |out: &mut Vec<Option<Outcome>>, pending: &[usize], st: &Status| {
         for i in pending {
@@ -817,7 +824,7 @@ pub async fn deliver_with(cfg: &Config, req: &Request, dns: &dyn Dns) -> Vec<Out
             return finish(out);
         }
     };
-    let level = match tls_policy(cfg, &req.nexthop, &nh).await {
+    let level = match tls_policy(cfg, maps, &req.nexthop, &nh).await {
         Ok(Some(level)) => level,
         Ok(None) => cfg.get("smtp_tls_security_level"),
         Err(st) => {
@@ -833,7 +840,7 @@ pub async fn deliver_with(cfg: &Config, req: &Request, dns: &dyn Dns) -> Vec<Out
         if bad_host(&helo) {
             return Err(format!("smtp_helo_name = {helo}: not a host name"));
         }
-        let sasl = sasl_setup(cfg)?;
+        let sasl = sasl_setup(cfg, maps)?;
         Ok((tls, bind4, bind6, helo, sasl))
     })();
     let (tls, bind4, bind6, helo, sasl) = match setup {
@@ -1242,7 +1249,7 @@ mod tests {
             &format!("example.net:{port}"),
             &["a@example.net", "b@example.net"],
         );
-        let out = deliver_with(&cfg, &req, &dns).await;
+        let out = deliver_with(&cfg, &req, &dns, &Maps::new(&cfg)).await;
         for o in &out {
             assert_eq!(o.disposition(), Disposition::Delivered, "{out:#?}");
             assert_eq!(o.relay, format!("mx2.example.net[127.0.0.1]:{port}"));
@@ -1256,7 +1263,7 @@ mod tests {
             .with_mx("down.example", &[(10, "mx1.down.example")])
             .with_addrs("mx1.down.example", &["127.0.0.2"]);
         let req = request(&format!("down.example:{port}"), &["a@down.example"]);
-        let out = deliver_with(&cfg, &req, &dns).await;
+        let out = deliver_with(&cfg, &req, &dns, &Maps::new(&cfg)).await;
         assert_eq!(out[0].disposition(), Disposition::Deferred);
         assert_eq!(out[0].status.dsn, "4.4.1");
         assert_eq!(
@@ -1285,7 +1292,7 @@ mod tests {
             &format!("example.net:{port}"),
             &["ok@example.net", "gone@example.net", "full@example.net"],
         );
-        let out = deliver_with(&cfg, &req, &dns).await;
+        let out = deliver_with(&cfg, &req, &dns, &Maps::new(&cfg)).await;
         use Disposition::*;
         let d: Vec<_> = out.iter().map(Outcome::disposition).collect();
         assert_eq!(d, [Delivered, Bounced, Deferred], "{out:#?}");
@@ -1297,7 +1304,7 @@ mod tests {
         );
         assert_eq!(out[1].remote_mta.as_deref(), Some("mx.example.net"));
         let req = request("null.example", &["x@null.example"]);
-        let out = deliver_with(&cfg, &req, &dns).await;
+        let out = deliver_with(&cfg, &req, &dns, &Maps::new(&cfg)).await;
         assert_eq!(out[0].disposition(), Bounced);
         assert_eq!(out[0].status.dsn, "5.1.10");
     }
@@ -1398,7 +1405,7 @@ mod tests {
         let server = scripted("127.0.0.1", port, reply).await;
         let cfg = test_config(dir.path(), extra);
         let req = request(&format!("[127.0.0.1]:{port}"), &["rcpt@example.org"]);
-        let out = deliver_with(&cfg, &req, &FakeDns::default()).await;
+        let out = deliver_with(&cfg, &req, &FakeDns::default(), &Maps::new(&cfg)).await;
         (out.into_iter().next().expect("one outcome"), server)
     }
 
@@ -1469,7 +1476,7 @@ mod tests {
         );
         // Postfix's default smtp_sasl_security_options (noplaintext): LOGIN is not allowed.
         let cfg = test_config(dir.path(), &base);
-        let o = deliver_with(&cfg, &req, &FakeDns::default()).await;
+        let o = deliver_with(&cfg, &req, &FakeDns::default(), &Maps::new(&cfg)).await;
         assert_eq!(o[0].disposition(), Disposition::Deferred);
         assert!(o[0].status.text.contains("no mechanism available"), "{o:?}");
         // Allowed: AUTH LOGIN, user, password (the password may contain ':').
@@ -1477,7 +1484,7 @@ mod tests {
             dir.path(),
             &format!("{base}smtp_sasl_security_options = noanonymous\n"),
         );
-        let o = deliver_with(&cfg, &req, &FakeDns::default()).await;
+        let o = deliver_with(&cfg, &req, &FakeDns::default(), &Maps::new(&cfg)).await;
         assert_eq!(o[0].disposition(), Disposition::Delivered, "{o:?}");
         let seen = server.seen();
         let auth_at = seen
@@ -1496,7 +1503,7 @@ mod tests {
                 "smtp_sasl_auth_enable = yes\nsmtp_sasl_password_maps = inline:{{ {nexthop}=user:wrong }}\nsmtp_sasl_security_options =\n"
             ),
         );
-        let o = deliver_with(&cfg, &req, &FakeDns::default()).await;
+        let o = deliver_with(&cfg, &req, &FakeDns::default(), &Maps::new(&cfg)).await;
         assert_eq!(o[0].disposition(), Disposition::Deferred, "{o:?}");
         assert_eq!(o[0].status.dsn, "4.7.8");
         assert!(
@@ -1603,7 +1610,7 @@ mod tests {
                 dir.path(),
                 &format!("inet_interfaces = 192.0.2.250\nsmtp_mx_session_limit = {limit}\n"),
             );
-            let o = deliver_with(&cfg, &req, &dns).await;
+            let o = deliver_with(&cfg, &req, &dns, &Maps::new(&cfg)).await;
             assert_eq!(total(&servers) - before, want, "limit {limit}");
             assert_eq!(o[0].disposition(), Disposition::Deferred);
             let last = if limit == 2 { "b" } else { "c" };
@@ -1647,7 +1654,7 @@ mod tests {
             let port = free_port();
             let server = scripted("127.0.0.1", port, reply).await;
             let req = request(&format!("[127.0.0.1]:{port}"), &["jörg@example.org"]);
-            let o = deliver_with(&cfg, &req, &FakeDns::default()).await;
+            let o = deliver_with(&cfg, &req, &FakeDns::default(), &Maps::new(&cfg)).await;
             assert_eq!(o[0].disposition(), want, "{o:?}");
             if want == Disposition::Bounced {
                 assert_eq!(o[0].status.dsn, "5.6.7");
@@ -1678,12 +1685,12 @@ mod tests {
             "smtp_bind_address = 127.0.0.9\nsmtp_connect_timeout = 2s\nsmtp_helo_timeout = 1s\n",
         );
         let req = request(&format!("[127.0.0.1]:{port}"), &["x@example.org"]);
-        let o = deliver_with(&cfg, &req, &FakeDns::default()).await;
+        let o = deliver_with(&cfg, &req, &FakeDns::default(), &Maps::new(&cfg)).await;
         assert_eq!(o[0].disposition(), Disposition::Deferred);
         let src = peer.await.expect("join").expect("accepted");
         assert_eq!(src, IpAddr::from([127, 0, 0, 9]));
         let cfg = test_config(dir.path(), "smtp_bind_address = not-an-ip\n");
-        let o = deliver_with(&cfg, &req, &FakeDns::default()).await;
+        let o = deliver_with(&cfg, &req, &FakeDns::default(), &Maps::new(&cfg)).await;
         assert_eq!(o[0].status.dsn, "4.3.5");
     }
 
@@ -1719,11 +1726,11 @@ mod tests {
                     "smtp_tls_security_level = may\nsmtp_tls_policy_maps = inline:{{ {policy} }}\n"
                 ),
             );
-            let o = deliver_with(&cfg, &req, &FakeDns::default()).await;
+            let o = deliver_with(&cfg, &req, &FakeDns::default(), &Maps::new(&cfg)).await;
             assert_eq!(o[0].disposition(), want, "{policy}: {o:?}");
         }
         let cfg = test_config(dir.path(), "smtp_tls_security_level = bogus\n");
-        let o = deliver_with(&cfg, &req, &FakeDns::default()).await;
+        let o = deliver_with(&cfg, &req, &FakeDns::default(), &Maps::new(&cfg)).await;
         assert_eq!(o[0].status.dsn, "4.3.5");
     }
 
@@ -1749,7 +1756,7 @@ mod tests {
                     &format!("[127.0.0.1]:{port}"),
                     &[&format!("r{n}@example.org")],
                 );
-                let o = deliver_with(&cfg, &req, &FakeDns::default()).await;
+                let o = deliver_with(&cfg, &req, &FakeDns::default(), &Maps::new(&cfg)).await;
                 assert_eq!(o[0].disposition(), Disposition::Delivered, "{o:?}");
                 assert_eq!(o[0].relay, format!("127.0.0.1[127.0.0.1]:{port}"));
             }
@@ -1786,12 +1793,13 @@ mod tests {
             &cfg,
             &request(&nexthop, &["a@example.org"]),
             &FakeDns::default(),
+            &Maps::default(),
         )
         .await;
         assert_eq!(o[0].disposition(), Disposition::Delivered);
         let mut req = request(&nexthop, &["b@example.org"]);
         req.sender = "second@example.com".into();
-        let o = deliver_with(&cfg, &req, &FakeDns::default()).await;
+        let o = deliver_with(&cfg, &req, &FakeDns::default(), &Maps::new(&cfg)).await;
         assert_eq!(o[0].disposition(), Disposition::Delivered, "{o:?}");
         assert_eq!(server.sessions(), 2);
     }
@@ -1908,7 +1916,11 @@ mod tests {
                 request(&format!("{domain}:{port}"), &["x@example.org"]),
             );
             let dns = &dns;
-            async move { deliver_with(&cfg, &req, dns).await.remove(0) }
+            async move {
+                deliver_with(&cfg, &req, dns, &Maps::new(&cfg))
+                    .await
+                    .remove(0)
+            }
         };
         // The certificate names the MX host and chains to the CA file.
         let o = run("verify.example", "verify").await;
@@ -1935,7 +1947,7 @@ mod tests {
                 ),
             );
             let req = request(&format!("verify.example:{port}"), &["x@example.org"]);
-            let o = deliver_with(&cfg, &req, &dns).await;
+            let o = deliver_with(&cfg, &req, &dns, &Maps::new(&cfg)).await;
             assert_eq!(o[0].status.dsn, dsn, "{protocols}: {o:?}");
         }
         // verify without a CA file is a configuration error.
@@ -1944,6 +1956,7 @@ mod tests {
             &cfg,
             &request(&format!("verify.example:{port}"), &["x@example.org"]),
             &dns,
+            &Maps::new(&cfg),
         )
         .await;
         assert_eq!(o[0].status.dsn, "4.3.5");
@@ -1977,6 +1990,7 @@ mod tests {
             &test_config(dir.path(), &main("yes")),
             &req,
             &FakeDns::default(),
+            &Maps::default(),
         )
         .await;
         assert_eq!(o[0].disposition(), Disposition::Delivered, "{o:?}");
@@ -1985,6 +1999,7 @@ mod tests {
             &test_config(dir.path(), &main("no")),
             &req,
             &FakeDns::default(),
+            &Maps::default(),
         )
         .await;
         assert_eq!(o[0].disposition(), Disposition::Deferred, "{o:?}");

@@ -326,7 +326,7 @@ impl<R: Router> Qmgr<R> {
             transports.insert(
                 svc.name.clone(),
                 Arc::new(Transport {
-                    agent: Agent::for_service(svc),
+                    agent: Agent::for_service(svc, &cfg.for_service(svc)),
                     cfg: cfg.for_service(svc),
                     command: svc.command.clone(),
                 }),
