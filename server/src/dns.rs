@@ -6,7 +6,8 @@
 //! bounce), follow CNAMEs itself (the resolver does), or validate DNSSEC (DANE is not done yet).
 //! A lookup failure that is not an authoritative "no such name / no such record" is
 //! `DnsError::Temporary`, never "not found" (Postfix's DNS_RETRY).
-//! Entry points: `resolver_for(cfg)`, `Dns::mx`, `Dns::addrs`, `order_mx`.
+//! Entry points: `resolver_for(cfg)`, `Dns::mx`, `Dns::addrs`, `Dns::ptr` and `Dns::txt`
+//! (smtpd's client name and DNSBLs), `order_mx`, `reversed`/`ptr_name`.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -61,6 +62,41 @@ pub trait Dns: Send + Sync {
     fn mx<'a>(&'a self, domain: &'a str) -> DnsFuture<'a, Vec<Mx>>;
     /// A and AAAA addresses of `host` (IPv4 first).
     fn addrs<'a>(&'a self, host: &'a str) -> DnsFuture<'a, Vec<IpAddr>>;
+    /// PTR names of `ip` (lower case, no trailing dot), for smtpd's client name.
+    fn ptr<'a>(&'a self, _ip: IpAddr) -> DnsFuture<'a, Vec<String>> {
+        Box::pin(async { Err(DnsError::Temporary("PTR lookups not supported".into())) })
+    }
+    /// TXT strings of `name` (each record's strings joined), for DNSBL reasons.
+    fn txt<'a>(&'a self, _name: &'a str) -> DnsFuture<'a, Vec<String>> {
+        Box::pin(async { Err(DnsError::Temporary("TXT lookups not supported".into())) })
+    }
+}
+
+/// The reversed form of an address for PTR and DNSBL names (RFC 1035 §3.5, RFC 3596 §2.5):
+/// `4.3.2.1` for 1.2.3.4, 32 nibbles for IPv6. Append `in-addr.arpa`/`ip6.arpa` or a zone.
+pub fn reversed(ip: IpAddr) -> String {
+    match ip.to_canonical() {
+        IpAddr::V4(a) => {
+            let o = a.octets();
+            format!("{}.{}.{}.{}", o[3], o[2], o[1], o[0])
+        }
+        IpAddr::V6(a) => {
+            let mut parts = Vec::with_capacity(32);
+            for b in a.octets().iter().rev() {
+                parts.push(format!("{:x}", b & 0xf));
+                parts.push(format!("{:x}", b >> 4));
+            }
+            parts.join(".")
+        }
+    }
+}
+
+/// The PTR query name of `ip`.
+pub fn ptr_name(ip: IpAddr) -> String {
+    match ip.to_canonical() {
+        IpAddr::V4(_) => format!("{}.in-addr.arpa", reversed(ip)),
+        IpAddr::V6(_) => format!("{}.ip6.arpa", reversed(ip)),
+    }
 }
 
 /// RFC 5321 §5.1: lower preference first; hosts of equal preference in random order (shuffle,
@@ -166,6 +202,57 @@ impl Dns for HickoryDns {
         })
     }
 
+    fn ptr<'a>(&'a self, ip: IpAddr) -> DnsFuture<'a, Vec<String>> {
+        Box::pin(async move {
+            let lookup = self
+                .resolver
+                .reverse_lookup(fqdn(&ptr_name(ip)))
+                .await
+                .map_err(map_err)?;
+            let out: Vec<String> = lookup
+                .answers()
+                .iter()
+                .filter_map(|r| match &r.data {
+                    RData::PTR(p) => {
+                        Some(p.0.to_string().trim_end_matches('.').to_ascii_lowercase())
+                    }
+                    _ => None,
+                })
+                .collect();
+            if out.is_empty() {
+                return Err(DnsError::NoRecords);
+            }
+            Ok(out)
+        })
+    }
+
+    fn txt<'a>(&'a self, name: &'a str) -> DnsFuture<'a, Vec<String>> {
+        Box::pin(async move {
+            let lookup = self
+                .resolver
+                .txt_lookup(fqdn(name))
+                .await
+                .map_err(map_err)?;
+            let out: Vec<String> = lookup
+                .answers()
+                .iter()
+                .filter_map(|r| match &r.data {
+                    RData::TXT(t) => Some(
+                        t.txt_data
+                            .iter()
+                            .map(|s| String::from_utf8_lossy(s).into_owned())
+                            .collect::<String>(),
+                    ),
+                    _ => None,
+                })
+                .collect();
+            if out.is_empty() {
+                return Err(DnsError::NoRecords);
+            }
+            Ok(out)
+        })
+    }
+
     fn addrs<'a>(&'a self, host: &'a str) -> DnsFuture<'a, Vec<IpAddr>> {
         Box::pin(async move {
             let lookup = self.resolver.lookup_ip(fqdn(host)).await.map_err(map_err)?;
@@ -200,6 +287,8 @@ pub fn resolver_for(cfg: &Config) -> Result<Arc<dyn Dns>, DnsConfigError> {
 pub struct FakeDns {
     pub mx: HashMap<String, Result<Vec<Mx>, DnsError>>,
     pub addrs: HashMap<String, Result<Vec<IpAddr>, DnsError>>,
+    /// PTR answers by address (missing: NXDOMAIN).
+    pub ptr: HashMap<IpAddr, Result<Vec<String>, DnsError>>,
 }
 
 #[cfg(test)]
@@ -224,6 +313,16 @@ impl FakeDns {
         self.mx.insert(domain.to_string(), Err(e));
         self
     }
+    pub fn with_ptr(mut self, ip: &str, r: Result<Vec<String>, DnsError>) -> Self {
+        if let Ok(ip) = ip.parse() {
+            self.ptr.insert(ip, r);
+        }
+        self
+    }
+    pub fn with_addrs_error(mut self, host: &str, e: DnsError) -> Self {
+        self.addrs.insert(host.to_string(), Err(e));
+        self
+    }
 }
 
 #[cfg(test)]
@@ -242,6 +341,14 @@ impl Dns for FakeDns {
             None if self.mx.contains_key(host) => Err(DnsError::NoRecords),
             None => Err(DnsError::NxDomain),
         };
+        Box::pin(async move { r })
+    }
+    fn ptr<'a>(&'a self, ip: IpAddr) -> DnsFuture<'a, Vec<String>> {
+        let r = self
+            .ptr
+            .get(&ip)
+            .cloned()
+            .unwrap_or(Err(DnsError::NxDomain));
         Box::pin(async move { r })
     }
 }
@@ -289,5 +396,17 @@ mod tests {
         assert_eq!(parse_server("dns.example"), None);
         assert_eq!(fqdn("example.com"), "example.com.");
         assert_eq!(fqdn("example.com."), "example.com.");
+    }
+
+    #[test]
+    fn reversed_names() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap_or_else(|_| unreachable!());
+        assert_eq!(ptr_name(ip("192.0.2.1")), "1.2.0.192.in-addr.arpa");
+        assert_eq!(ptr_name(ip("::ffff:192.0.2.1")), "1.2.0.192.in-addr.arpa");
+        assert_eq!(
+            ptr_name(ip("2001:db8::1")),
+            "1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa"
+        );
+        assert_eq!(reversed(ip("10.20.30.40")), "40.30.20.10");
     }
 }

@@ -155,10 +155,16 @@ fn run(tool: &str, args: &[String]) -> Result<i32> {
             }
         },
         "check" => check(&config_flag(args)?),
-        "serve" | "start-fg" => {
+        "serve" | "start-fg" | "master" => {
+            // `master` is what `postern start` runs in the background: it logs to syslog.
+            let mode = if tool == "master" {
+                postern::log::Mode::Daemon
+            } else {
+                postern::log::Mode::Foreground
+            };
             let dir = config_flag(args)?;
             let (cfg, _) = postern::config::Config::load(&dir).context("load the configuration")?;
-            postern::log::init(&cfg).context("open the mail log")?;
+            postern::log::init(&cfg, mode).context("open the mail log")?;
             runtime()?.block_on(postern::master::serve(&dir, None))?;
             Ok(0)
         }
@@ -267,7 +273,7 @@ fn send_signal(signal: &str, pid: u32) -> Result<()> {
     Ok(())
 }
 
-/// `postern start`: runs `postern start-fg -c DIR` detached (own process group, stdin from
+/// `postern start`: runs `postern master -c DIR` (= start-fg logging to syslog) detached (own process group, stdin from
 /// /dev/null, output appended to `maillog_file` or discarded), then waits until its pid file
 /// appears. Under systemd or in a container, run `start-fg` directly instead.
 fn start(dir: &Path) -> Result<i32> {
@@ -295,7 +301,7 @@ fn start(dir: &Path) -> Result<i32> {
     };
     let exe = std::env::current_exe().context("find the postern binary")?;
     let mut child = Command::new(exe)
-        .arg("start-fg")
+        .arg("master")
         .arg("-c")
         .arg(dir)
         .stdin(Stdio::null())

@@ -524,7 +524,7 @@ pub async fn up(data: &Path, listen: &str) -> Result<()> {
     let first = crate::up::init(&layout, &crate::up::Listen::default_for(listen, as_root))
         .with_context(|| format!("create {}", layout.data.display()))?;
     let (cfg, _) = Config::load(&layout.etc).context("load the configuration")?;
-    crate::log::init(&cfg).context("open the mail log")?;
+    crate::log::init(&cfg, crate::log::Mode::Foreground).context("open the mail log")?;
     if first {
         let db = open_database(&cfg).await?;
         let name = std::env::var("POSTERN_ADMIN")

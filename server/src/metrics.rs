@@ -3,7 +3,10 @@
 //! session start/end in `smtpd::conn`, delivery outcomes in `qmgr`); queue sizes are counted from
 //! the queue directories at scrape time. Owns no IO except that directory count and no
 //! dependency beyond std: plain atomics, no registry, no labels beyond the fixed ones below.
-//! Not done (issue 9): per-transport received counts, latency histograms, TLS/AUTH and lookup metrics.
+//! Histograms (fixed buckets, seconds): delivery latency per transport (arrival → end of the
+//! attempt, Postfix's `delay=`), and table lookup latency per table (database and LDAP lookups
+//! that reached the server; cache hits are not timed), with a failure counter per table; smtpd TLS
+//! handshakes and AUTH outcomes are counters.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -21,6 +24,14 @@ pub struct Metrics {
     deliveries: Mutex<BTreeMap<(String, &'static str), u64>>,
     sessions: AtomicI64,
     sessions_total: AtomicU64,
+    /// transport → delivery latency.
+    delivery_latency: Mutex<BTreeMap<String, Histogram>>,
+    /// table → lookup latency.
+    lookup_latency: Mutex<BTreeMap<String, Histogram>>,
+    /// table → failed lookups.
+    lookup_failures: Mutex<BTreeMap<String, u64>>,
+    /// (what, outcome) → count, for `tls` handshakes and `auth` attempts.
+    outcomes: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
 }
 
 pub static METRICS: Metrics = Metrics {
@@ -28,7 +39,63 @@ pub static METRICS: Metrics = Metrics {
     deliveries: Mutex::new(BTreeMap::new()),
     sessions: AtomicI64::new(0),
     sessions_total: AtomicU64::new(0),
+    delivery_latency: Mutex::new(BTreeMap::new()),
+    lookup_latency: Mutex::new(BTreeMap::new()),
+    lookup_failures: Mutex::new(BTreeMap::new()),
+    outcomes: Mutex::new(BTreeMap::new()),
 };
+
+/// Upper bounds (seconds) of the delivery latency buckets: queue time dominates.
+const DELIVERY_BUCKETS: &[f64] = &[0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0, 60.0, 300.0, 3600.0];
+/// Upper bounds (seconds) of the lookup latency buckets.
+const LOOKUP_BUCKETS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0];
+
+/// A Prometheus histogram: cumulative counts are computed at render time.
+#[derive(Debug, Clone, Default)]
+struct Histogram {
+    /// Observations per bucket (`buckets.len()` = bounds + 1 for `+Inf`).
+    buckets: Vec<u64>,
+    sum: f64,
+    count: u64,
+}
+
+impl Histogram {
+    fn observe(&mut self, bounds: &[f64], v: f64) {
+        if self.buckets.len() != bounds.len() + 1 {
+            self.buckets = vec![0; bounds.len() + 1];
+        }
+        let i = bounds.iter().position(|b| v <= *b).unwrap_or(bounds.len());
+        self.buckets[i] += 1;
+        self.sum += v;
+        self.count += 1;
+    }
+
+    fn render(&self, out: &mut String, name: &str, label: &str, bounds: &[f64]) {
+        let mut cumulative = 0;
+        for (i, n) in self.buckets.iter().enumerate() {
+            cumulative += n;
+            let le = bounds.get(i).map_or("+Inf".to_string(), |b| b.to_string());
+            let _ = writeln!(out, "{name}_bucket{{{label},le=\"{le}\"}} {cumulative}");
+        }
+        let _ = writeln!(out, "{name}_sum{{{label}}} {}", self.sum);
+        let _ = writeln!(out, "{name}_count{{{label}}} {}", self.count);
+    }
+}
+
+/// An smtpd TLS handshake's outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tls {
+    Established,
+    Failed,
+}
+
+/// An AUTH attempt's outcome (`Temporary` = 454, the backend could not answer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Auth {
+    Success,
+    Failure,
+    Temporary,
+}
 
 /// A delivery attempt's outcome for one recipient, as qmgr logs it (`status=sent|deferred|bounced`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,6 +116,49 @@ impl Drop for SessionGuard<'_> {
 }
 
 impl Metrics {
+    /// One delivery attempt by `transport` ended `secs` after the message arrived.
+    pub fn delivery_latency(&self, transport: &str, secs: f64) {
+        if let Ok(mut m) = self.delivery_latency.lock() {
+            m.entry(transport.to_string())
+                .or_default()
+                .observe(DELIVERY_BUCKETS, secs);
+        }
+    }
+
+    /// One lookup in `table` (its `type:name`) that went to the server took `secs`; `failed`
+    /// when it ended in a lookup error.
+    pub fn lookup(&self, table: &str, secs: f64, failed: bool) {
+        if let Ok(mut m) = self.lookup_latency.lock() {
+            m.entry(table.to_string())
+                .or_default()
+                .observe(LOOKUP_BUCKETS, secs);
+        }
+        if failed && let Ok(mut m) = self.lookup_failures.lock() {
+            *m.entry(table.to_string()).or_default() += 1;
+        }
+    }
+
+    /// smtpd finished a TLS handshake (STARTTLS or wrapper mode).
+    pub fn tls(&self, t: Tls) {
+        self.outcome("tls", if t == Tls::Established { "established" } else { "failed" });
+    }
+
+    /// smtpd answered an AUTH command with success, 535 or 454.
+    pub fn auth(&self, a: Auth) {
+        let what = match a {
+            Auth::Success => "success",
+            Auth::Failure => "failure",
+            Auth::Temporary => "temporary",
+        };
+        self.outcome("auth", what);
+    }
+
+    fn outcome(&self, what: &'static str, outcome: &'static str) {
+        if let Ok(mut m) = self.outcomes.lock() {
+            *m.entry((what, outcome)).or_default() += 1;
+        }
+    }
+
     /// smtpd accepted a message into the queue (after the queue file was fsynced).
     pub fn message_received(&self) {
         self.received.fetch_add(1, Ordering::Relaxed);
@@ -110,6 +220,52 @@ impl Metrics {
              postern_smtpd_sessions_active {}",
             self.sessions.load(Ordering::Relaxed).max(0)
         );
+        let outcomes: Vec<((&str, &str), u64)> = match self.outcomes.lock() {
+            Ok(m) => m.iter().map(|(k, v)| (*k, *v)).collect(),
+            Err(_) => Vec::new(),
+        };
+        for (what, name, help) in [
+            ("tls", "postern_smtpd_tls_handshakes_total", "smtpd TLS handshakes by outcome."),
+            ("auth", "postern_smtpd_auth_total", "smtpd AUTH attempts by outcome (temporary = 454)."),
+        ] {
+            let rows: Vec<(String, u64)> = outcomes
+                .iter()
+                .filter(|((w, _), _)| *w == what)
+                .map(|((_, o), n)| (format!("outcome=\"{o}\""), *n))
+                .collect();
+            let rows: Vec<(&str, u64)> = rows.iter().map(|(l, n)| (l.as_str(), *n)).collect();
+            counter(&mut out, name, help, &rows);
+        }
+        histograms(
+            &mut out,
+            "postern_delivery_latency_seconds",
+            "Time from arrival to the end of a delivery attempt, by transport (Postfix's delay=).",
+            "transport",
+            &self.delivery_latency,
+            DELIVERY_BUCKETS,
+        );
+        histograms(
+            &mut out,
+            "postern_lookup_latency_seconds",
+            "Database and LDAP table lookups that reached the server, by table.",
+            "table",
+            &self.lookup_latency,
+            LOOKUP_BUCKETS,
+        );
+        let failures: Vec<(String, u64)> = match self.lookup_failures.lock() {
+            Ok(m) => m
+                .iter()
+                .map(|(t, n)| (format!("table=\"{}\"", escape(t)), *n))
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        let rows: Vec<(&str, u64)> = failures.iter().map(|(l, n)| (l.as_str(), *n)).collect();
+        counter(
+            &mut out,
+            "postern_lookup_failures_total",
+            "Table lookups that failed (the caller answered 4xx or deferred), by table.",
+            &rows,
+        );
         let _ = writeln!(
             out,
             "# HELP postern_queue_size Messages per queue directory at scrape time.\n\
@@ -124,6 +280,22 @@ impl Metrics {
             );
         }
         out
+    }
+}
+
+fn histograms(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    label: &str,
+    map: &Mutex<BTreeMap<String, Histogram>>,
+    bounds: &[f64],
+) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+    if let Ok(m) = map.lock() {
+        for (key, h) in m.iter() {
+            h.render(out, name, &format!("{label}=\"{}\"", escape(key)), bounds);
+        }
     }
 }
 
@@ -206,5 +378,40 @@ mod tests {
             text.contains("\npostern_smtpd_sessions_total 1\n"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn histograms_are_cumulative_and_outcomes_counted() {
+        let m = Metrics::default();
+        m.delivery_latency("lmtp", 0.02);
+        m.delivery_latency("lmtp", 0.07);
+        m.delivery_latency("lmtp", 7200.0);
+        m.lookup("mysql:/etc/postern/v.cf", 0.003, false);
+        m.lookup("mysql:/etc/postern/v.cf", 1.5, true);
+        m.tls(Tls::Established);
+        m.tls(Tls::Failed);
+        m.tls(Tls::Established);
+        m.auth(Auth::Temporary);
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let text = m.render(tmp.path());
+        for row in [
+            "# TYPE postern_delivery_latency_seconds histogram\n",
+            "postern_delivery_latency_seconds_bucket{transport=\"lmtp\",le=\"0.01\"} 0\n",
+            "postern_delivery_latency_seconds_bucket{transport=\"lmtp\",le=\"0.05\"} 1\n",
+            "postern_delivery_latency_seconds_bucket{transport=\"lmtp\",le=\"0.1\"} 2\n",
+            "postern_delivery_latency_seconds_bucket{transport=\"lmtp\",le=\"3600\"} 2\n",
+            "postern_delivery_latency_seconds_bucket{transport=\"lmtp\",le=\"+Inf\"} 3\n",
+            "postern_delivery_latency_seconds_count{transport=\"lmtp\"} 3\n",
+            "postern_lookup_latency_seconds_bucket{table=\"mysql:/etc/postern/v.cf\",le=\"0.0025\"} 0\n",
+            "postern_lookup_latency_seconds_bucket{table=\"mysql:/etc/postern/v.cf\",le=\"0.005\"} 1\n",
+            "postern_lookup_latency_seconds_bucket{table=\"mysql:/etc/postern/v.cf\",le=\"+Inf\"} 2\n",
+            "postern_lookup_failures_total{table=\"mysql:/etc/postern/v.cf\"} 1\n",
+            "postern_smtpd_tls_handshakes_total{outcome=\"established\"} 2\n",
+            "postern_smtpd_tls_handshakes_total{outcome=\"failed\"} 1\n",
+            "postern_smtpd_auth_total{outcome=\"temporary\"} 1\n",
+        ] {
+            assert!(text.contains(row), "{row}{text}");
+        }
+        assert!(text.contains("postern_delivery_latency_seconds_sum{transport=\"lmtp\"} 7200."));
     }
 }

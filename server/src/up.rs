@@ -174,7 +174,9 @@ pub fn init(layout: &Layout, listen: &Listen) -> io::Result<bool> {
          smtpd_sasl_type = postern\n\
          postern_sasl_password_maps = {sasl}\n\
          smtpd_sender_login_maps = {senders}\n\
-         smtpd_client_auth_rate_limit = 30\n",
+         smtpd_client_auth_rate_limit = 30\n\
+         # Failed logins per account (from all clients) per anvil_rate_time_unit, then refused.\n\
+         postern_sasl_account_failure_limit = 10\n",
         panel = listen.panel,
         spool = layout.spool.display(),
         db = layout.database_url(),

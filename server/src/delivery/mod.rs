@@ -5,6 +5,7 @@
 //! * `lmtp` — the LMTP client; the same code is the SMTP client's core (`Personality`).
 //! * `smtp` — smtp(8) for the `smtp` and `relay` services: MX routing, TLS policy, fallback.
 //! * `virtual` — virtual(8): Maildir delivery under `virtual_mailbox_base`.
+//! * `pipe` — pipe(8): an external command from master.cf's `argv=`.
 //! * `discard`, `error` — discard(8) and error(8)/retry(8).
 //!
 //! Entry points: `Agent::for_service` (master.cf command → agent) and `deliver`.
@@ -12,6 +13,7 @@
 pub mod discard;
 pub mod error;
 pub mod lmtp;
+pub mod pipe;
 pub mod smtp;
 #[cfg(test)]
 pub(crate) mod testkit;
@@ -103,12 +105,14 @@ pub enum Agent {
     /// so an SQL table keeps one connection pool instead of one per delivery.
     Smtp(std::sync::Arc<crate::maps::Maps>),
     Virtual,
+    /// pipe(8) with its master.cf attributes (or why they are unusable: deliveries then defer).
+    Pipe(Arc<Result<pipe::Settings, String>>),
     Discard,
     /// error(8); `retry` = the `retry` service, which defers instead of bouncing.
     Error {
         retry: bool,
     },
-    /// A transport with no agent here yet (`smtp`, `local`, `pipe`, …) or no master.cf entry.
+    /// A transport with no agent here yet (`local`, …) or no master.cf entry.
     Unavailable(String),
 }
 
@@ -119,6 +123,7 @@ impl Agent {
             "lmtp" => Agent::Lmtp,
             "smtp" => Agent::Smtp(std::sync::Arc::new(crate::maps::Maps::new(cfg))),
             "virtual" => Agent::Virtual,
+            "pipe" => Agent::Pipe(Arc::new(pipe::Settings::parse(svc, &cfg.get("mail_owner")))),
             "discard" => Agent::Discard,
             "error" => Agent::Error {
                 retry: svc.name == "retry",
@@ -141,6 +146,7 @@ pub async fn deliver<R: Router>(
         Agent::Lmtp => lmtp::deliver(lmtp::Personality::Lmtp, cfg, req).await,
         Agent::Smtp(maps) => smtp::deliver(cfg, maps, req).await,
         Agent::Virtual => r#virtual::deliver(cfg, router, req).await,
+        Agent::Pipe(settings) => pipe::deliver(settings, cfg, req).await,
         Agent::Discard => discard::deliver(req),
         Agent::Error { retry } => error::deliver(req, *retry),
         Agent::Unavailable(command) => {

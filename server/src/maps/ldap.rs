@@ -8,6 +8,15 @@
 //! `tls_require_cert`, `timeout`, `size_limit`, `expansion_limit`, `dereference`, `version` (only
 //! LDAPv3 is spoken; `2` is accepted with a warning).
 //!
+//! Postern only: `postern_auth_bind = yes` makes the table a search-then-bind password check for
+//! `postern_sasl_password_maps` (Dovecot's `auth_bind = yes`): [`LdapTable::bind_check`] searches
+//! `query_filter` for the login (on the pooled connection, bound as `bind_dn`), takes the one
+//! entry's DN and binds as it with the client's password on a fresh connection that is closed
+//! afterwards (never pooled, so it cannot serve a lookup as the user). No entry: the table does
+//! not know the login; several: refused as ambiguous; invalidCredentials and friends: refused;
+//! an unreachable server or timeout: `MapError::Retry`. An empty password is refused before any
+//! bind (RFC 4513 §5.1.2: it would be an unauthenticated bind, which succeeds).
+//!
 //! A small pool of bound connections per table file; a connection that fails is dropped and a
 //! new one opened on the next lookup. Every LDAP error, timeout or unreachable server is
 //! `MapError::Retry`; `noSuchObject` (the search base does not exist) is "not found", as in
@@ -52,7 +61,27 @@ struct Settings {
     expansion_limit: usize,
     recursion_limit: usize,
     dereference: DerefAliases,
+    /// `postern_auth_bind`: this table checks passwords by binding as the entry found.
+    auth_bind: bool,
 }
+
+/// What a search-then-bind password check found (`postern_auth_bind = yes`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BindCheck {
+    /// No entry matches the login: this table does not know it.
+    NoEntry,
+    /// The entry with this DN bound with the password.
+    Bound(String),
+    /// The directory refused the bind (wrong password, locked account, …): why, for the log.
+    Refused(String),
+    /// Several entries match the login (this many, at least): refused, the DN is ambiguous.
+    Ambiguous(usize),
+}
+
+/// Bind result codes that mean "these credentials are not accepted" (RFC 4511 §A.2):
+/// inappropriateAuthentication, invalidCredentials, insufficientAccessRights,
+/// unwillingToPerform (e.g. a password policy's lockout). Any other code is server trouble.
+const BIND_REFUSED: &[u32] = &[48, 49, 50, 53];
 
 /// An opened `ldap:` table.
 #[derive(Debug)]
@@ -205,6 +234,7 @@ impl Settings {
             expansion_limit,
             recursion_limit: num("recursion_limit", 1000)?,
             dereference,
+            auth_bind: flag("postern_auth_bind", false)?,
         })
     }
 }
@@ -297,17 +327,8 @@ impl LdapTable {
     }
 
     async fn connect(&self, url: &str) -> Result<Ldap, String> {
+        let mut ldap = self.open_connection(url).await?;
         let s = &self.s;
-        let settings = LdapConnSettings::new()
-            .set_conn_timeout(s.timeout)
-            .set_starttls(s.start_tls && url.starts_with("ldap://"))
-            .set_no_tls_verify(!s.require_cert);
-        let (conn, mut ldap) =
-            tokio::time::timeout(s.timeout, LdapConnAsync::with_settings(settings, url))
-                .await
-                .map_err(|_| "connect timed out".to_string())?
-                .map_err(|e| e.to_string())?;
-        ldap3::drive!(conn);
         if let Some((dn, pw)) = &s.bind {
             let res = ldap
                 .with_timeout(s.timeout)
@@ -320,6 +341,139 @@ impl LdapTable {
             }
         }
         Ok(ldap)
+    }
+
+    /// A new connection to `url` (StartTLS as configured), not bound yet.
+    async fn open_connection(&self, url: &str) -> Result<Ldap, String> {
+        let s = &self.s;
+        let settings = LdapConnSettings::new()
+            .set_conn_timeout(s.timeout)
+            .set_starttls(s.start_tls && url.starts_with("ldap://"))
+            .set_no_tls_verify(!s.require_cert);
+        let (conn, ldap) =
+            tokio::time::timeout(s.timeout, LdapConnAsync::with_settings(settings, url))
+                .await
+                .map_err(|_| "connect timed out".to_string())?
+                .map_err(|e| e.to_string())?;
+        ldap3::drive!(conn);
+        Ok(ldap)
+    }
+
+    /// `postern_auth_bind = yes` in the table file.
+    pub fn auth_bind(&self) -> bool {
+        self.s.auth_bind
+    }
+
+    /// Search then bind (see the module comment): is `password` the password of the one entry
+    /// `query_filter` finds for `key`? Nothing is cached; `Err` is always `MapError::Retry`.
+    pub async fn bind_check(&self, key: &str, password: &str) -> Result<BindCheck, MapError> {
+        let s = &self.s;
+        if key.is_empty() || key.contains('\0') {
+            return Ok(BindCheck::NoEntry);
+        }
+        if let Some(filter) = &s.domain
+            && !filter.allows(key)
+        {
+            return Ok(BindCheck::NoEntry);
+        }
+        let (Some(base), Some(filter)) = (
+            s.search_base.expand(key, &escape_dn),
+            s.query_filter.expand(key, &escape_filter),
+        ) else {
+            return Ok(BindCheck::NoEntry);
+        };
+        let dn = match self.find_dn(base, filter).await? {
+            Ok(dn) => dn,
+            Err(found) => return Ok(found),
+        };
+        // RFC 4513 §5.1.2: a simple bind with a DN and an empty password is an unauthenticated
+        // bind, which servers accept without checking anything.
+        if password.is_empty() {
+            return Ok(BindCheck::Refused("empty password".into()));
+        }
+        let bound = tokio::time::timeout(s.timeout * 2, self.bind_as(&dn, password))
+            .await
+            .unwrap_or_else(|_| Err(MapError::retry(&self.spec, "LDAP bind timed out")))?;
+        Ok(match bound {
+            None => BindCheck::Bound(dn),
+            Some(why) => BindCheck::Refused(why),
+        })
+    }
+
+    /// The DN of the single entry matching `filter` under `base`, or why there is none.
+    async fn find_dn(
+        &self,
+        base: String,
+        filter: String,
+    ) -> Result<Result<String, BindCheck>, MapError> {
+        let s = &self.s;
+        let mut ldap = self.connection().await?;
+        // Two entries are enough to know the login is ambiguous; "1.1" asks for no attributes.
+        let search = async {
+            let opts = SearchOptions::new().deref(s.dereference).sizelimit(2);
+            ldap.with_search_options(opts)
+                .with_timeout(s.timeout)
+                .search(&base, s.scope, &filter, vec!["1.1"])
+                .await
+                .map_err(|e| MapError::retry(&self.spec, e.to_string()))
+        };
+        let result = tokio::time::timeout(s.timeout * 2, search)
+            .await
+            .unwrap_or_else(|_| Err(MapError::retry(&self.spec, "LDAP search timed out")));
+        let SearchResult(entries, res) = match result {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = tokio::time::timeout(Duration::from_millis(100), ldap.unbind()).await;
+                return Err(e);
+            }
+        };
+        let found = match res.rc {
+            0 | 4 => match entries.len() {
+                0 => Err(BindCheck::NoEntry),
+                1 if res.rc == 0 => Ok(entries
+                    .into_iter()
+                    .map(|e| SearchEntry::construct(e).dn)
+                    .next()
+                    .unwrap_or_default()),
+                n => Err(BindCheck::Ambiguous(n)),
+            },
+            // As for lookups: a base that does not exist (or that the key made invalid).
+            32 | 34 => Err(BindCheck::NoEntry),
+            _ => {
+                let _ = tokio::time::timeout(Duration::from_millis(100), ldap.unbind()).await;
+                return Err(MapError::retry(&self.spec, format!("search: {res}")));
+            }
+        };
+        self.release(ldap);
+        Ok(found)
+    }
+
+    /// Binds as `dn` with `password` on a new connection (server_host tried in order) and
+    /// closes it: `None` when the bind succeeded, `Some(why)` when the directory refused it.
+    async fn bind_as(&self, dn: &str, password: &str) -> Result<Option<String>, MapError> {
+        let mut errors = Vec::new();
+        for url in &self.s.urls {
+            let mut ldap = match self.open_connection(url).await {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::warn!("{}: {url}: {e}", self.spec);
+                    errors.push(format!("{url}: {e}"));
+                    continue;
+                }
+            };
+            let res = ldap
+                .with_timeout(self.s.timeout)
+                .simple_bind(dn, password)
+                .await;
+            let _ = tokio::time::timeout(Duration::from_millis(100), ldap.unbind()).await;
+            return match res {
+                Ok(r) if r.rc == 0 => Ok(None),
+                Ok(r) if BIND_REFUSED.contains(&r.rc) => Ok(Some(format!("bind {dn}: {r}"))),
+                Ok(r) => Err(MapError::retry(&self.spec, format!("bind {dn}: {r}"))),
+                Err(e) => Err(MapError::retry(&self.spec, format!("bind {dn}: {e}"))),
+            };
+        }
+        Err(MapError::retry(&self.spec, errors.join("; ")))
     }
 
     fn release(&self, ldap: Ldap) {
@@ -489,13 +643,17 @@ mod tests {
             ]
         );
         assert!(s.bind.is_none());
+        assert!(!s.auth_bind);
         assert_eq!(s.result_attribute, ["maildrop"]);
+        let s = Settings::parse(&kv("search_base = x\npostern_auth_bind = yes\n")).expect("parses");
+        assert!(s.auth_bind);
         for bad in [
             "server_host = h\n",
             "search_base = x\nscope = deep\n",
             "search_base = x\nbind = sasl\n",
             "search_base = x\ndereference = 4\n",
             "search_base = x\nquery_filter = (a=%x)\n",
+            "search_base = x\npostern_auth_bind = maybe\n",
         ] {
             assert!(Settings::parse(&kv(bad)).is_err(), "{bad}");
         }
@@ -519,5 +677,15 @@ mod tests {
             t.lookup("a@b.c").await,
             Err(MapError::Retry { .. })
         ));
+        assert!(matches!(
+            t.bind_check("a@b.c", "pw").await,
+            Err(MapError::Retry { .. })
+        ));
+        // Keys that cannot name an entry never reach the server.
+        assert_eq!(t.bind_check("", "pw").await.ok(), Some(BindCheck::NoEntry));
+        assert_eq!(
+            t.bind_check("a\0b", "pw").await.ok(),
+            Some(BindCheck::NoEntry)
+        );
     }
 }

@@ -124,6 +124,14 @@ impl Table {
         matches!(self.kind, Kind::Pattern(_))
     }
 
+    /// An `ldap:` table with `postern_auth_bind = yes` (a password check, `LdapTable::bind_check`).
+    pub fn ldap_auth_bind(&self) -> Option<&ldap::LdapTable> {
+        match &self.kind {
+            Kind::Ldap(t) if t.auth_bind() => Some(t),
+            _ => None,
+        }
+    }
+
     /// Looks up one key as given (callers fold case where Postfix does).
     pub async fn lookup(&self, key: &str) -> Result<Option<String>, MapError> {
         match &self.kind {
@@ -135,11 +143,18 @@ impl Table {
                     return Ok(hit);
                 }
                 // An error returns here, before `remember`: failures are never cached.
+                let began = Instant::now();
                 let answer = match &self.kind {
-                    Kind::Sql(t) => t.lookup(key).await?,
-                    Kind::Ldap(t) => t.lookup(key).await?,
-                    _ => None,
+                    Kind::Sql(t) => t.lookup(key).await,
+                    Kind::Ldap(t) => t.lookup(key).await,
+                    _ => Ok(None),
                 };
+                crate::metrics::METRICS.lookup(
+                    &self.spec,
+                    began.elapsed().as_secs_f64(),
+                    answer.is_err(),
+                );
+                let answer = answer?;
                 self.remember(key, &answer);
                 Ok(answer)
             }
@@ -308,6 +323,11 @@ pub struct TableList {
 impl TableList {
     pub fn is_empty(&self) -> bool {
         self.tables.is_empty()
+    }
+
+    /// The tables, in order.
+    pub fn tables(&self) -> &[Arc<Table>] {
+        &self.tables
     }
 
     pub fn specs(&self) -> Vec<&str> {

@@ -867,6 +867,8 @@ impl<R: Router> Qmgr<R> {
             Disposition::Bounced => ("bounced", Delivery::Bounced),
         };
         crate::metrics::METRICS.delivery(program, counted);
+        crate::metrics::METRICS
+            .delivery_latency(program, since(ended, meta.arrival).as_secs_f64());
         tracing::info!(
             service = program,
             "{}: to=<{}>{orig}, relay={}, delay={}, delays={}/{}/{}/{}, dsn={}, status={word} ({})",

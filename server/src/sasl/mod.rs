@@ -1,17 +1,22 @@
-//! SMTP AUTH (RFC 4954) for smtpd: the settings (`SaslSettings`, Postfix's `smtpd_sasl_*`), the
-//! server side of the PLAIN (RFC 4616) and LOGIN mechanisms as a pure exchange (`Exchange`:
-//! decoded client responses in, a challenge or the credentials out), and the backends that check
-//! credentials (`Authenticator`): `dovecot` (Dovecot's auth client protocol, `dovecot.rs`) and
-//! `postern` (built in: password tables + `account::password::verify`, `table.rs`). `throttle`
-//! holds the per-client AUTH counter (pure, time injected).
-//!
-//! Both mechanisms carry the cleartext password, so smtpd collects it and hands one
-//! `Credentials` value to the backend; the Dovecot backend forwards it as a PLAIN initial
-//! response (the replies a client sees are the same as Postfix relaying Dovecot's challenges).
+//! SMTP AUTH (RFC 4954) for smtpd: the settings (`SaslSettings`, Postfix's `smtpd_sasl_*`, and
+//! `postern_sasl_mechanisms`), mechanisms and their security properties (`MechInfo`,
+//! `SecurityOptions::allows`, Postfix's xsasl mechanism filter), the server side of PLAIN
+//! (RFC 4616) and LOGIN as a pure exchange (`Exchange`: decoded client responses in, a challenge
+//! or the credentials out), and the backends (`Authenticator`): `dovecot` (Dovecot's auth client
+//! protocol, relayed step by step with Dovecot's own mechanisms, `dovecot.rs`) and `postern`
+//! (built in: password tables + `account::password::verify`, `table.rs`; CRAM-MD5 in
+//! `cram_md5.rs` and SCRAM in `scram.rs`, pure; which stored hash serves which in `secret.rs`).
+//! `conversation.rs` runs one AUTH exchange for smtpd's driver (`Authenticator::start`,
+//! `Conversation::respond` → `AuthStep`). `throttle` holds the per-client AUTH counter and the
+//! per-account failure counter (pure, time injected); `Authenticator` consults the latter.
 //! Does not: speak SMTP (smtpd owns the replies), log passwords (Debug redacts them).
-//! Entry points: `SaslSettings::from_config`, `Exchange`, `Authenticator`, `AuthRate`.
+//! Entry points: `SaslSettings::from_config`, `Authenticator`, `Conversation`, `Exchange`, `AuthRate`.
 
+pub mod conversation;
+pub mod cram_md5;
 pub mod dovecot;
+pub mod scram;
+pub mod secret;
 pub mod table;
 pub mod throttle;
 
@@ -21,6 +26,7 @@ use std::path::PathBuf;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 
+pub use conversation::{AuthStep, Conversation};
 pub use throttle::AuthRate;
 
 use crate::config::Config;
@@ -31,40 +37,119 @@ pub enum SaslError {
     Config(String),
 }
 
-/// The mechanisms we implement, in the order we announce them.
+/// The mechanisms the built-in backend implements (`postern_sasl_mechanisms`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mechanism {
     Plain,
     Login,
+    CramMd5,
+    ScramSha1,
+    ScramSha256,
 }
 
 impl Mechanism {
+    pub const ALL: [Mechanism; 5] = [
+        Mechanism::Plain,
+        Mechanism::Login,
+        Mechanism::CramMd5,
+        Mechanism::ScramSha1,
+        Mechanism::ScramSha256,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             Mechanism::Plain => "PLAIN",
             Mechanism::Login => "LOGIN",
+            Mechanism::CramMd5 => "CRAM-MD5",
+            Mechanism::ScramSha1 => "SCRAM-SHA-1",
+            Mechanism::ScramSha256 => "SCRAM-SHA-256",
         }
     }
 
     pub fn parse(name: &str) -> Option<Mechanism> {
-        match name.to_ascii_uppercase().as_str() {
-            "PLAIN" => Some(Mechanism::Plain),
-            "LOGIN" => Some(Mechanism::Login),
-            _ => None,
+        Mechanism::ALL
+            .into_iter()
+            .find(|m| m.name().eq_ignore_ascii_case(name))
+    }
+
+    /// The properties Dovecot announces for the same mechanism (`mech.c`).
+    pub fn flags(self) -> MechFlags {
+        match self {
+            Mechanism::Plain | Mechanism::Login => MechFlags {
+                plaintext: true,
+                ..MechFlags::default()
+            },
+            Mechanism::CramMd5 => MechFlags {
+                dictionary: true,
+                active: true,
+                ..MechFlags::default()
+            },
+            Mechanism::ScramSha1 | Mechanism::ScramSha256 => MechFlags {
+                mutual_auth: true,
+                ..MechFlags::default()
+            },
         }
     }
 
-    /// Sends the password in the clear (`noplaintext` removes it).
-    fn plaintext(self) -> bool {
-        true
+    pub fn info(self) -> MechInfo {
+        MechInfo {
+            name: self.name().to_string(),
+            flags: self.flags(),
+        }
     }
 }
 
-/// `smtpd_sasl_security_options` (only the properties our mechanisms have are meaningful).
+/// A mechanism's security properties, as Dovecot's `MECH` lines name them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MechFlags {
+    pub private: bool,
+    pub anonymous: bool,
+    pub plaintext: bool,
+    pub dictionary: bool,
+    pub active: bool,
+    pub forward_secrecy: bool,
+    pub mutual_auth: bool,
+}
+
+impl MechFlags {
+    /// The flags of a `MECH` line (`private anonymous plaintext dictionary active forward-secrecy
+    /// mutual-auth`; unknown words ignored, like Postfix's NAME_MASK_IGNORE).
+    pub fn parse<'a>(words: impl IntoIterator<Item = &'a str>) -> MechFlags {
+        let mut f = MechFlags::default();
+        for w in words {
+            match w.to_ascii_lowercase().as_str() {
+                "private" => f.private = true,
+                "anonymous" => f.anonymous = true,
+                "plaintext" => f.plaintext = true,
+                "dictionary" => f.dictionary = true,
+                "active" => f.active = true,
+                "forward-secrecy" => f.forward_secrecy = true,
+                "mutual-auth" => f.mutual_auth = true,
+                _ => {}
+            }
+        }
+        f
+    }
+}
+
+/// A mechanism a backend offers: its name (relayed as the client spells it in `AUTH`) and flags.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MechInfo {
+    pub name: String,
+    pub flags: MechFlags,
+}
+
+/// `smtpd_sasl_security_options` / `smtpd_sasl_tls_security_options` (Postfix
+/// xsasl_dovecot_server_mech_filter: the `no*` options exclude mechanisms with that property,
+/// `mutual_auth` and `forward_secrecy` require it).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SecurityOptions {
     pub noplaintext: bool,
     pub noanonymous: bool,
+    pub noactive: bool,
+    pub nodictionary: bool,
+    pub mutual_auth: bool,
+    pub forward_secrecy: bool,
 }
 
 impl SecurityOptions {
@@ -74,12 +159,26 @@ impl SecurityOptions {
             match i.to_ascii_lowercase().as_str() {
                 "noplaintext" => o.noplaintext = true,
                 "noanonymous" => o.noanonymous = true,
-                // Properties none of PLAIN/LOGIN has; accepted like Postfix passes them to the backend.
-                "noactive" | "nodictionary" | "mutual_auth" | "forward_secrecy" => {}
+                "noactive" => o.noactive = true,
+                "nodictionary" => o.nodictionary = true,
+                "mutual_auth" => o.mutual_auth = true,
+                "forward_secrecy" => o.forward_secrecy = true,
                 other => return Err(format!("unknown SASL security option \"{other}\"")),
             }
         }
         Ok(o)
+    }
+
+    /// Whether a mechanism with these flags may be offered; `private` ones never are.
+    pub fn allows(&self, f: &MechFlags) -> bool {
+        let excluded = f.private
+            || (self.noplaintext && f.plaintext)
+            || (self.noanonymous && f.anonymous)
+            || (self.noactive && f.active)
+            || (self.nodictionary && f.dictionary);
+        let required = (!self.mutual_auth || f.mutual_auth)
+            && (!self.forward_secrecy || f.forward_secrecy);
+        !excluded && required
     }
 }
 
@@ -115,6 +214,9 @@ pub struct SaslSettings {
     pub rate_unit_secs: u64,
     /// `smtpd_sasl_local_domain`: realm for login names without `@` (built-in backend).
     pub local_domain: String,
+    /// `postern_sasl_mechanisms`: what the built-in backend offers (Dovecot's come from its
+    /// handshake).
+    pub builtin: Vec<Mechanism>,
 }
 
 impl SaslSettings {
@@ -129,6 +231,7 @@ impl SaslSettings {
             rate_limit: 0,
             rate_unit_secs: 60,
             local_domain: String::new(),
+            builtin: vec![Mechanism::Plain, Mechanism::Login],
         }
     }
 
@@ -169,17 +272,41 @@ impl SaslSettings {
             rate_limit,
             rate_unit_secs: cfg.get_time("anvil_rate_time_unit").as_secs().max(1),
             local_domain: cfg.get("smtpd_sasl_local_domain").trim().to_string(),
+            builtin: builtin_mechanisms(&cfg.get_list("postern_sasl_mechanisms"))?,
         })
     }
 
-    /// The mechanisms to offer (and accept) with or without TLS.
-    pub fn mechanisms(&self, tls: bool) -> Vec<Mechanism> {
+    /// The mechanisms to offer (and accept) with or without TLS: the backend's list (`available`:
+    /// Dovecot's handshake, or `postern_sasl_mechanisms`) through the security options.
+    pub fn offered(&self, tls: bool, available: &[MechInfo]) -> Vec<MechInfo> {
         let o = if tls { self.tls_options } else { self.options };
-        [Mechanism::Plain, Mechanism::Login]
-            .into_iter()
-            .filter(|m| !(o.noplaintext && m.plaintext()))
+        available
+            .iter()
+            .filter(|m| o.allows(&m.flags))
+            .cloned()
             .collect()
     }
+
+    /// The built-in backend's mechanisms with their flags.
+    pub fn builtin_mechanisms(&self) -> Vec<MechInfo> {
+        self.builtin.iter().map(|m| m.info()).collect()
+    }
+}
+
+/// `postern_sasl_mechanisms`: names of built-in mechanisms, in announcement order.
+fn builtin_mechanisms(names: &[String]) -> Result<Vec<Mechanism>, SaslError> {
+    let mut out = Vec::new();
+    for n in names {
+        let m = Mechanism::parse(n).ok_or_else(|| {
+            SaslError::Config(format!(
+                "postern_sasl_mechanisms: unknown mechanism \"{n}\" (PLAIN, LOGIN, CRAM-MD5, SCRAM-SHA-1, SCRAM-SHA-256)"
+            ))
+        })?;
+        if !out.contains(&m) {
+            out.push(m);
+        }
+    }
+    Ok(out)
 }
 
 /// `smtpd_sasl_path`: relative paths are relative to `queue_directory` (Postfix's chroot).
@@ -236,6 +363,8 @@ pub struct AuthContext {
     pub local: Option<IpAddr>,
     pub tls: bool,
     pub service: String,
+    /// `myhostname`, for the CRAM-MD5 challenge.
+    pub myhostname: String,
 }
 
 /// One step of the mechanism exchange.
@@ -284,6 +413,10 @@ impl Exchange {
                 Ok(b) => ex.login_username(b),
                 Err(_) => Step::Invalid("Invalid base64 data in initial response"),
             },
+            // The challenge-response mechanisms run in `conversation.rs`, not here.
+            (Mechanism::CramMd5 | Mechanism::ScramSha1 | Mechanism::ScramSha256, _) => {
+                Step::Invalid("Invalid authentication mechanism")
+            }
         };
         (ex, step)
     }
@@ -308,6 +441,9 @@ impl Exchange {
                     Err(_) => Step::Invalid("Invalid authentication mechanism"),
                 },
             },
+            Mechanism::CramMd5 | Mechanism::ScramSha1 | Mechanism::ScramSha256 => {
+                Step::Invalid("Invalid authentication mechanism")
+            }
         }
     }
 
@@ -345,9 +481,25 @@ fn plain(msg: &[u8]) -> Step {
 }
 
 /// The configured backend, ready to check credentials.
-pub enum Authenticator {
+pub enum Checker {
     Dovecot(dovecot::Client),
     Postern(table::PasswordTable),
+}
+
+/// The backend plus `postern_sasl_account_failure_limit` (throttle::AccountFailures).
+pub struct Authenticator {
+    pub checker: Checker,
+    /// Failures per login name per `unit` seconds before its attempts are refused (0 = off).
+    pub account_limit: u32,
+    pub unit: u64,
+}
+
+/// Per-account failures, shared by every listener of the process (and kept over a reload), so
+/// that spreading guesses over ports and clients does not multiply them.
+fn account_failures() -> &'static std::sync::Mutex<throttle::AccountFailures> {
+    static F: std::sync::OnceLock<std::sync::Mutex<throttle::AccountFailures>> =
+        std::sync::OnceLock::new();
+    F.get_or_init(Default::default)
 }
 
 impl Authenticator {
@@ -356,8 +508,61 @@ impl Authenticator {
         cfg: &Config,
         maps: &crate::maps::Maps,
     ) -> Result<Authenticator, SaslError> {
+        let account_limit = cfg.get_int("postern_sasl_account_failure_limit");
+        let account_limit = u32::try_from(account_limit).map_err(|_| {
+            SaslError::Config(format!(
+                "postern_sasl_account_failure_limit must not be negative: {account_limit}"
+            ))
+        })?;
+        let checker = Checker::from_config(s, cfg, maps)?;
+        Ok(Authenticator {
+            checker,
+            account_limit,
+            unit: s.rate_unit_secs.max(1),
+        })
+    }
+
+    /// Checks `creds`, unless their login name is over `postern_sasl_account_failure_limit`:
+    /// then it fails like a wrong password without asking the backend. Failures are counted
+    /// whether or not the account exists; backend trouble (`Temp`) is not a failure.
+    pub async fn authenticate(&self, creds: &Credentials, ctx: &AuthContext) -> Outcome {
+        let login = match &self.checker {
+            Checker::Postern(t) => t.login_name(&creds.username),
+            Checker::Dovecot(_) => creds.username.to_lowercase(),
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let failures = || {
+            account_failures()
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        };
+        if failures().blocked(&login, now, self.unit, self.account_limit) {
+            tracing::warn!(
+                "{}: SASL account failure limit exceeded: {} failures within {}s, sasl_username={login}",
+                ctx.client,
+                self.account_limit,
+                self.unit
+            );
+            return Outcome::Fail("(reason unavailable)".into());
+        }
+        let outcome = self.checker.authenticate(creds, ctx).await;
+        if self.account_limit > 0 && matches!(outcome, Outcome::Fail(_)) {
+            failures().failed(&login, now, self.unit);
+        }
+        outcome
+    }
+}
+
+impl Checker {
+    fn from_config(
+        s: &SaslSettings,
+        cfg: &Config,
+        maps: &crate::maps::Maps,
+    ) -> Result<Checker, SaslError> {
         Ok(match &s.backend {
-            Backend::Dovecot(path) => Authenticator::Dovecot(dovecot::Client::new(path.clone())),
+            Backend::Dovecot(path) => Checker::Dovecot(dovecot::Client::new(path.clone())),
             Backend::Postern => {
                 let list = maps
                     .open_list(&cfg.get("postern_sasl_password_maps"))
@@ -367,15 +572,15 @@ impl Authenticator {
                         "smtpd_sasl_type = postern needs postern_sasl_password_maps".into(),
                     ));
                 }
-                Authenticator::Postern(table::PasswordTable::new(list, s.local_domain.clone()))
+                Checker::Postern(table::PasswordTable::new(list, s.local_domain.clone()))
             }
         })
     }
 
     pub async fn authenticate(&self, creds: &Credentials, ctx: &AuthContext) -> Outcome {
         match self {
-            Authenticator::Dovecot(c) => c.authenticate(creds, ctx).await,
-            Authenticator::Postern(t) => t.authenticate(creds).await,
+            Checker::Dovecot(c) => c.authenticate(creds, ctx).await,
+            Checker::Postern(t) => t.authenticate(creds).await,
         }
     }
 }
@@ -489,11 +694,89 @@ mod tests {
     #[test]
     fn security_options_filter_mechanisms() {
         let mut s = SaslSettings::disabled();
-        assert_eq!(s.mechanisms(false), [Mechanism::Plain, Mechanism::Login]);
+        let builtin = s.builtin_mechanisms();
+        let names = |v: Vec<MechInfo>| v.into_iter().map(|m| m.name).collect::<Vec<_>>();
+        assert_eq!(names(s.offered(false, &builtin)), ["PLAIN", "LOGIN"]);
         s.options =
             SecurityOptions::parse(&["noanonymous".into(), "noplaintext".into()]).expect("parse");
-        assert!(s.mechanisms(false).is_empty());
-        assert_eq!(s.mechanisms(true).len(), 2);
+        assert!(s.offered(false, &builtin).is_empty());
+        assert_eq!(s.offered(true, &builtin).len(), 2);
         assert!(SecurityOptions::parse(&["bogus".into()]).is_err());
+    }
+
+    /// Postfix's filter over Dovecot's MECH lines: `no*` removes mechanisms with the property,
+    /// `mutual_auth`/`forward_secrecy` keep only those having it; `private` is never offered.
+    #[test]
+    fn security_options_over_dovecot_mechanisms() {
+        let lines = [
+            "MECH\tPLAIN\tplaintext",
+            "MECH\tLOGIN\tplaintext",
+            "MECH\tCRAM-MD5\tdictionary\tactive",
+            "MECH\tDIGEST-MD5\tdictionary\tactive\tmutual-auth",
+            "MECH\tSCRAM-SHA-256\tmutual-auth",
+            "MECH\tANONYMOUS\tanonymous",
+            "MECH\tAPOP\tprivate\tdictionary\tactive",
+        ];
+        let mechs: Vec<MechInfo> = lines
+            .iter()
+            .filter_map(|l| dovecot::parse_mech(l))
+            .collect();
+        let cases: &[(&[&str], &[&str])] = &[
+            (
+                &[],
+                &[
+                    "PLAIN",
+                    "LOGIN",
+                    "CRAM-MD5",
+                    "DIGEST-MD5",
+                    "SCRAM-SHA-256",
+                    "ANONYMOUS",
+                ],
+            ),
+            (
+                &["noanonymous"],
+                &["PLAIN", "LOGIN", "CRAM-MD5", "DIGEST-MD5", "SCRAM-SHA-256"],
+            ),
+            (
+                &["noplaintext", "noanonymous"],
+                &["CRAM-MD5", "DIGEST-MD5", "SCRAM-SHA-256"],
+            ),
+            (
+                &["nodictionary", "noanonymous"],
+                &["PLAIN", "LOGIN", "SCRAM-SHA-256"],
+            ),
+            (
+                &["noactive"],
+                &["PLAIN", "LOGIN", "SCRAM-SHA-256", "ANONYMOUS"],
+            ),
+            (&["mutual_auth"], &["DIGEST-MD5", "SCRAM-SHA-256"]),
+            (&["forward_secrecy"], &[]),
+        ];
+        for (opts, want) in cases {
+            let mut s = SaslSettings::disabled();
+            let opts: Vec<String> = opts.iter().map(|o| o.to_string()).collect();
+            s.options = SecurityOptions::parse(&opts).expect("parse");
+            let got: Vec<String> = s
+                .offered(false, &mechs)
+                .into_iter()
+                .map(|m| m.name)
+                .collect();
+            assert_eq!(got, *want, "{opts:?}");
+        }
+    }
+
+    #[test]
+    fn builtin_mechanisms_parameter() {
+        let s = settings("postern_sasl_mechanisms = cram-md5, PLAIN SCRAM-SHA-256 plain\n")
+            .expect("parse");
+        assert_eq!(
+            s.builtin,
+            [Mechanism::CramMd5, Mechanism::Plain, Mechanism::ScramSha256]
+        );
+        assert_eq!(
+            settings("").expect("default").builtin,
+            [Mechanism::Plain, Mechanism::Login]
+        );
+        assert!(settings("postern_sasl_mechanisms = PLAIN DIGEST-MD5\n").is_err());
     }
 }

@@ -6,13 +6,19 @@
 //! says little about which part was wrong. Verification runs on the blocking pool, at most
 //! `MAX_CONCURRENT` at a time (an ARGON2ID verify takes 64 MiB).
 //! A table error is a temporary failure (454), never a 535.
+//!
+//! An `ldap:` table with `postern_auth_bind = yes` in the list is asked differently: the
+//! directory checks the password by a bind as the login's entry (`LdapTable::bind_check`,
+//! Dovecot's `auth_bind`), so no hash leaves it. Tables are asked in order and the first that
+//! knows the login decides, as for any Postfix table list.
 
 use std::sync::{Arc, OnceLock};
 
 use tokio::sync::Semaphore;
 
 use super::{Credentials, Outcome};
-use crate::maps::TableList;
+use crate::maps::ldap::BindCheck;
+use crate::maps::{MapError, TableList};
 
 const MAX_CONCURRENT: usize = 4;
 
@@ -40,6 +46,12 @@ pub fn split_hashes(value: &str) -> Vec<String> {
     }
     out.retain(|h| !h.is_empty());
     out
+}
+
+/// What the first table that knows a login said.
+enum Found {
+    Hashes(Vec<String>),
+    Bind(BindCheck),
 }
 
 /// A hash nobody's password matches, verified for unknown users to spend the same time.
@@ -71,13 +83,54 @@ impl PasswordTable {
         }
     }
 
+    /// The stored hashes of `login` (already `login_name`d), for mechanisms that need the secret
+    /// itself (CRAM-MD5, SCRAM: `conversation.rs`). `Err` is a table failure (temporary, 454).
+    pub async fn stored_hashes(&self, login: &str) -> Result<Option<Vec<String>>, String> {
+        match self.lookup_hashes(login).await {
+            Ok(v) => Ok(v),
+            Err(e) => {
+                tracing::warn!("SASL: {e}");
+                Err("Temporary lookup failure".into())
+            }
+        }
+    }
+
+    /// The hashes of the first hash table that knows `login` (bind tables have none to give).
+    async fn lookup_hashes(&self, login: &str) -> Result<Option<Vec<String>>, MapError> {
+        for t in self.list.tables() {
+            if t.ldap_auth_bind().is_some() {
+                continue;
+            }
+            if let Some(v) = t.lookup(login).await? {
+                return Ok(Some(split_hashes(&v)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The first table that knows `login`: its hashes, or its bind check of `password`.
+    async fn find(&self, login: &str, password: &str) -> Result<Option<Found>, MapError> {
+        for t in self.list.tables() {
+            if let Some(ldap) = t.ldap_auth_bind() {
+                match ldap.bind_check(login, password).await? {
+                    BindCheck::NoEntry => continue,
+                    found => return Ok(Some(Found::Bind(found))),
+                }
+            }
+            if let Some(v) = t.lookup(login).await? {
+                return Ok(Some(Found::Hashes(split_hashes(&v))));
+            }
+        }
+        Ok(None)
+    }
+
     pub async fn authenticate(&self, creds: &Credentials) -> Outcome {
         // RFC 4616: an authzid other than the authcid needs proxy rights we do not grant.
         if !creds.authzid.is_empty() && creds.authzid != creds.username {
             return Outcome::Fail("authorization failure".into());
         }
         let login = self.login_name(&creds.username);
-        let found = match self.list.lookup(&login).await {
+        let found = match self.find(&login, &creds.password).await {
             Ok(v) => v,
             Err(e) => {
                 tracing::warn!("SASL: {e}");
@@ -86,7 +139,19 @@ impl PasswordTable {
         };
         let known = found.is_some();
         let hashes = match found {
-            Some(v) => split_hashes(&v),
+            Some(Found::Hashes(h)) => h,
+            Some(Found::Bind(BindCheck::Bound(_))) => return Outcome::Ok(login),
+            Some(Found::Bind(BindCheck::Ambiguous(n))) => {
+                tracing::warn!("SASL: {n} directory entries match login {login}; refused");
+                return Outcome::Fail("(reason unavailable)".into());
+            }
+            Some(Found::Bind(BindCheck::Refused(why))) => {
+                tracing::info!("SASL: login {login} refused by the directory: {why}");
+                return Outcome::Fail("(reason unavailable)".into());
+            }
+            Some(Found::Bind(BindCheck::NoEntry)) => {
+                return Outcome::Fail("(reason unavailable)".into());
+            }
             None => vec![dummy_hash().to_string()],
         };
         let Ok(_permit) = self.slots.acquire().await else {
@@ -130,5 +195,90 @@ mod tests {
             [a, "$1$abcdefgh$G//4keteveJp0qb8z2DxG/", "{PLAIN}x,y"]
         );
         assert!(split_hashes("").is_empty());
+    }
+
+    fn creds(user: &str, password: &str) -> Credentials {
+        Credentials {
+            mechanism: super::super::Mechanism::Plain,
+            authzid: String::new(),
+            username: user.into(),
+            password: password.into(),
+        }
+    }
+
+    /// Two `texthash:` tables: the first that knows a login decides, and
+    /// `postern_sasl_account_failure_limit` refuses the right password once a login (known or
+    /// not) has its failures, without affecting other logins.
+    #[tokio::test]
+    async fn table_order_and_account_failure_limit() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let first = dir.path().join("first");
+        let second = dir.path().join("second");
+        std::fs::write(&first, "limit-ann@x.test {PLAIN}ann-pw\n").expect("write");
+        std::fs::write(
+            &second,
+            "limit-ann@x.test {PLAIN}other-pw\nlimit-bob@x.test {PLAIN}bob-pw\n",
+        )
+        .expect("write");
+        let maps = crate::maps::Maps::with_cache(dir.path(), std::time::Duration::ZERO);
+        let list = maps
+            .open_list(&format!(
+                "texthash:{}, texthash:{}",
+                first.display(),
+                second.display()
+            ))
+            .expect("open");
+        let auth = super::super::Authenticator {
+            checker: super::super::Checker::Postern(PasswordTable::new(list, String::new())),
+            account_limit: 2,
+            unit: 3600,
+        };
+        let ctx = super::super::AuthContext {
+            client: "192.0.2.1".parse().expect("ip"),
+            local: None,
+            tls: true,
+            service: "smtp".into(),
+            myhostname: "mx.test".into(),
+        };
+        let ok = |o: &Outcome| matches!(o, Outcome::Ok(_));
+        assert!(ok(&auth
+            .authenticate(&creds("limit-ann@x.test", "ann-pw"), &ctx)
+            .await));
+        // The second table's password for ann is never tried.
+        let o = auth
+            .authenticate(&creds("limit-ann@x.test", "other-pw"), &ctx)
+            .await;
+        assert_eq!(o, Outcome::Fail("(reason unavailable)".into()));
+        // One failure so far (N-1): the right password still works; the second (N) blocks.
+        assert!(ok(&auth
+            .authenticate(&creds("Limit-Ann@x.test", "ann-pw"), &ctx)
+            .await));
+        let _ = auth
+            .authenticate(&creds("limit-ann@x.test", "guess"), &ctx)
+            .await;
+        let o = auth
+            .authenticate(&creds("limit-ann@x.test", "ann-pw"), &ctx)
+            .await;
+        assert_eq!(o, Outcome::Fail("(reason unavailable)".into()));
+        assert!(ok(&auth
+            .authenticate(&creds("limit-bob@x.test", "bob-pw"), &ctx)
+            .await));
+        // Unknown logins count the same way.
+        for _ in 0..2 {
+            let _ = auth
+                .authenticate(&creds("limit-nobody@x.test", "x"), &ctx)
+                .await;
+        }
+        let counted = super::super::account_failures()
+            .lock()
+            .map(|f| f.failures("limit-nobody@x.test", now(), 3600))
+            .unwrap_or(0);
+        assert_eq!(counted, 2);
+    }
+
+    fn now() -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
     }
 }

@@ -6,6 +6,9 @@
 //! handshake when the session asks (`Need::StartTls`) or before the greeting
 //! (`smtpd_tls_wrappermode`), then runs the same loop over the TLS stream; it owns the SASL
 //! backend and `smtpd_sender_login_maps` (`Auth`) and reloads the certificate on SIGHUP.
+//! AUTH: before the greeting it gives the session the backend's mechanisms (Dovecot's
+//! handshake); it holds the SASL exchange in progress (`sasl::Conversation`) between the
+//! session's `Need::AuthStart`/`AuthResponse` and drops it on `AuthCancel` or at the end.
 //! `serve_reloadable` takes new configurations (master's SIGHUP) for new sessions only.
 //!
 //! Guarantees: a panic or IO error in one session ends that session only (tasks are spawned
@@ -292,15 +295,59 @@ impl Auth {
         }
     }
 
-    async fn authenticate(
+    /// The SASL backend's mechanisms now (Dovecot's handshake, or `postern_sasl_mechanisms`).
+    async fn mechanisms(
         &self,
-        creds: &crate::sasl::Credentials,
+        s: &crate::sasl::SaslSettings,
+    ) -> Option<Vec<crate::sasl::MechInfo>> {
+        Some(self.authenticator.as_ref()?.mechanisms(s).await)
+    }
+
+    /// `Need::AuthStart`: the backend's first step, and the exchange while it goes on.
+    async fn auth_start(
+        &self,
+        mechanism: &str,
+        initial: Option<&str>,
         ctx: &crate::sasl::AuthContext,
-    ) -> crate::sasl::Outcome {
-        match &self.authenticator {
-            Some(a) => a.authenticate(creds, ctx).await,
-            None => crate::sasl::Outcome::Temp("authentication not enabled".into()),
+    ) -> (Option<crate::sasl::Conversation>, crate::sasl::AuthStep) {
+        let (conv, step) = match &self.authenticator {
+            Some(a) => a.start(mechanism, initial, ctx).await,
+            None => (
+                None,
+                crate::sasl::AuthStep::temp("authentication not enabled"),
+            ),
+        };
+        count_auth(&step);
+        (conv, step)
+    }
+
+    /// `Need::AuthResponse`: the client's line to the exchange in progress.
+    async fn auth_respond(
+        &self,
+        conv: &mut Option<crate::sasl::Conversation>,
+        line: &str,
+        ctx: &crate::sasl::AuthContext,
+    ) -> crate::sasl::AuthStep {
+        let step = match (&self.authenticator, conv.as_mut()) {
+            (Some(a), Some(c)) => c.respond(a, line, ctx).await,
+            _ => crate::sasl::AuthStep::temp("Authentication backend error"),
+        };
+        if !matches!(step, crate::sasl::AuthStep::Challenge(_)) {
+            *conv = None;
         }
+        count_auth(&step);
+        step
+    }
+}
+
+/// An AUTH exchange's end in the metrics (a challenge is not an end).
+fn count_auth(step: &crate::sasl::AuthStep) {
+    use crate::metrics::{Auth, METRICS};
+    match step {
+        crate::sasl::AuthStep::Challenge(_) => {}
+        crate::sasl::AuthStep::Ok(_) => METRICS.auth(Auth::Success),
+        crate::sasl::AuthStep::Fail { .. } => METRICS.auth(Auth::Failure),
+        crate::sasl::AuthStep::Temp { .. } => METRICS.auth(Auth::Temporary),
     }
 }
 
@@ -323,6 +370,16 @@ async fn run_session<B: Backend>(
     let mut session = Session::new(settings.clone(), peer, service);
     if let Ok(local) = stream.local_addr() {
         session.set_local(local);
+    }
+    if settings.peername_lookup {
+        // smtpd_peer.c: PTR, then forward confirmation; `unknown` otherwise.
+        let names = settings.fact_source.client_names(peer.ip()).await;
+        session.set_client_names(&names);
+    }
+    if settings.sasl.enabled
+        && let Some(mechs) = auth.mechanisms(&settings.sasl).await
+    {
+        session.set_sasl_mechanisms(mechs);
     }
     tracing::info!("connect from {}", session.client());
     let _ = stream.set_nodelay(true);
@@ -371,10 +428,27 @@ async fn handshake(
         return Err("no TLS configuration".into());
     };
     let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
-    match tokio::time::timeout(settings.timeout, acceptor.accept(stream)).await {
+    let result = match tokio::time::timeout(settings.timeout, acceptor.accept(stream)).await {
         Ok(Ok(s)) => Ok(s),
         Ok(Err(e)) => Err(e.to_string()),
         Err(_) => Err("timeout".into()),
+    };
+    crate::metrics::METRICS.tls(if result.is_ok() {
+        crate::metrics::Tls::Established
+    } else {
+        crate::metrics::Tls::Failed
+    });
+    result
+}
+
+/// What the SASL backend may pass on about this connection (Dovecot's `lip`/`rip`/`secured`).
+fn auth_context(session: &Session, settings: &Settings) -> crate::sasl::AuthContext {
+    crate::sasl::AuthContext {
+        client: session.info().client.ip(),
+        local: session.local(),
+        tls: session.tls().is_some(),
+        service: settings.sasl.service.clone(),
+        myhostname: settings.myhostname.clone(),
     }
 }
 
@@ -398,6 +472,8 @@ where
     B: Backend,
 {
     let session = &mut *ctx.session;
+    // The SASL exchange in progress (between a 334 and the client's answer).
+    let mut conversation: Option<crate::sasl::Conversation> = None;
     loop {
         let now = chrono::Local::now().fixed_offset();
         match session.advance(input, out, now) {
@@ -461,16 +537,25 @@ where
                 let result = ctx.auth.owners(&addr).await;
                 session.owners_done(result, out);
             }
-            Need::Auth(creds) => {
-                let actx = crate::sasl::AuthContext {
-                    client: session.info().client.ip(),
-                    local: session.local(),
-                    tls: session.tls().is_some(),
-                    service: ctx.settings.sasl.service.clone(),
-                };
-                let outcome = ctx.auth.authenticate(&creds, &actx).await;
-                session.auth_done(&creds, outcome, out);
+            Need::Fact(fact) => {
+                let answer = ctx.settings.fact_source.answer(&fact).await;
+                session.fact_done(fact, answer, out);
             }
+            Need::AuthStart { mechanism, initial } => {
+                let actx = auth_context(session, ctx.settings);
+                let (conv, step) = ctx
+                    .auth
+                    .auth_start(&mechanism, initial.as_deref(), &actx)
+                    .await;
+                conversation = conv;
+                session.auth_step(step, out);
+            }
+            Need::AuthResponse(line) => {
+                let actx = auth_context(session, ctx.settings);
+                let step = ctx.auth.auth_respond(&mut conversation, &line, &actx).await;
+                session.auth_step(step, out);
+            }
+            Need::AuthCancel => conversation = None,
             Need::StartTls => {
                 // The 220 goes out in plaintext; the session already dropped pipelined input.
                 if stream.write_all(out).await.is_err() || stream.flush().await.is_err() {

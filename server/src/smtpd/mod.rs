@@ -1,6 +1,9 @@
 //! smtpd: the SMTP server. `session` is the pure protocol engine (bytes in, replies out, one
-//! `Need` at a time for the backend), `check` evaluates the access restrictions (pure),
-//! `conn` is the tokio driver (`serve`) that does the IO and calls the `Backend`; TLS
+//! `Need` at a time for the backend), `check` evaluates the access restrictions (pure; the
+//! table keys, DNS records and policy answers it needs are `Fact`s), `facts` fetches those
+//! facts (access tables, DNS, `check_policy_service` clients) and the client's name at connect
+//! (`smtpd_peername_lookup`), `conn` is the tokio driver (`serve`) that does the IO and calls
+//! the `Backend`; TLS
 //! (`crate::tls`) and SASL (`crate::sasl`) settings are part of `Settings`.
 //!
 //! Invariants: `session` and `check` do no IO and never await; `conn` decides nothing about
@@ -16,6 +19,7 @@
 
 pub mod check;
 pub mod conn;
+pub mod facts;
 pub mod session;
 #[cfg(test)]
 pub(crate) mod testkit;
@@ -120,6 +124,10 @@ pub struct Settings {
     /// The default's `regexp:{{/^[^ ]+: /}}`: a command shaped like a header is forbidden.
     pub forbid_header_commands: bool,
     pub policy: check::Policy,
+    /// The access tables `policy` names, opened once (the driver answers `Need::Fact` with them).
+    pub fact_source: std::sync::Arc<facts::FactSource>,
+    /// `smtpd_peername_lookup`: look the client's name up in DNS at connect.
+    pub peername_lookup: bool,
     /// `smtpd_tls_*`: STARTTLS, wrapper mode, the rustls config.
     pub tls: crate::tls::TlsPolicy,
     /// `smtpd_sasl_*`.
@@ -194,6 +202,10 @@ impl Settings {
             }
         }
         let myhostname = cfg.get("myhostname");
+        let policy = check::Policy::from_config(cfg).map_err(SmtpdError::Config)?;
+        let fact_source = std::sync::Arc::new(
+            facts::FactSource::from_config(cfg, &policy).map_err(SmtpdError::Config)?,
+        );
         Ok(Settings {
             banner: cfg.get("smtpd_banner"),
             mail_name: param(cfg, "mail_name", "Postern"),
@@ -220,7 +232,9 @@ impl Settings {
             bare_newline_exclusions,
             forbidden_commands,
             forbid_header_commands,
-            policy: check::Policy::from_config(cfg).map_err(SmtpdError::Config)?,
+            policy,
+            fact_source,
+            peername_lookup: cfg.get_bool("smtpd_peername_lookup"),
             tls: crate::tls::TlsPolicy::from_config(cfg)
                 .map_err(|e| SmtpdError::Config(e.to_string()))?,
             sasl: crate::sasl::SaslSettings::from_config(cfg)

@@ -6,9 +6,18 @@
 //! returns `Need::Input` only when the input holds no complete command — the driver flushes then.
 //! STARTTLS (RFC 3207): the session answers `220`, drops whatever was pipelined after it and
 //! returns `Need::StartTls`; after `tls_started` it starts over (no HELO, AUTH or transaction).
-//! AUTH (RFC 4954): the PLAIN/LOGIN exchange runs here (`sasl::Exchange`), the credentials go
-//! out as `Need::Auth`, the verdict comes back through `auth_done`. MAIL FROM asks for the
+//! AUTH (RFC 4954): the session relays the exchange and decides nothing about credentials:
+//! `Need::AuthStart` (mechanism + initial response) and `Need::AuthResponse` (each client line)
+//! go to the driver's SASL backend (`sasl::Conversation`), whose `AuthStep` comes back through
+//! `auth_step` (`334` challenge, `235`, `535` or `454`); `*` cancels (`Need::AuthCancel`).
+//! The mechanisms on offer are the backend's (`set_sasl_mechanisms`) through the security
+//! options. MAIL FROM asks for the
 //! sender's owners (`Need::SenderOwners`) when a `*_sender_login_mismatch` restriction needs them.
+//! RCPT TO, DATA (`smtpd_data_restrictions`) and the end of data
+//! (`smtpd_end_of_data_restrictions`) ask `check`; a restriction that needs a table key, a DNS
+//! record or a policy server's answer comes back as `Need::Fact`, the driver answers through
+//! `fact_done` and the decision runs again. Commands pipelined where RFC 2920 does not allow it
+//! are noted for `reject_unauth_pipelining`; `PREPEND` results go above our `Received:`.
 //! The only shared state is the `smtpd_client_auth_rate_limit` counter in `Settings` (a pure
 //! counter behind a mutex, fed with `now`).
 //! No IO, no clock (the driver passes `now`), no tokio. Entry point: `Session`.
@@ -20,7 +29,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, FixedOffset};
 
-use super::check::RcptContext;
+use super::check::{Answer, Fact, Facts, NameStatus, PolicyAttrs, RcptContext, Verdict};
 use super::{Message, RcptFacts, SessionInfo, Settings};
 use crate::dsn::Status;
 use crate::proto::line::skip_line;
@@ -28,7 +37,7 @@ use crate::proto::{
     Address, BareNewline, Body, Command, DataDecoder, DataError, Decoded, ParseError, Path, Reply,
     SyntaxError, parse_command, read_line_with,
 };
-use crate::sasl::{Credentials, Exchange, Mechanism, Outcome, Step};
+use crate::sasl::{AuthStep, MechInfo};
 use crate::tls::Level as TlsLevel;
 
 /// What the driver must do before calling `advance` again.
@@ -46,10 +55,22 @@ pub enum Need {
     /// `tls_started` (or close on failure). The session already discarded every byte the
     /// client pipelined after STARTTLS (CVE-2011-0411); the driver must not keep any either.
     StartTls,
-    /// Check these credentials with the SASL backend, then call `auth_done`.
-    Auth(Credentials),
+    /// `AUTH <mechanism> [initial]`: start the SASL backend's exchange (`Authenticator::start`),
+    /// then call `auth_step` with its answer.
+    AuthStart {
+        mechanism: String,
+        initial: Option<String>,
+    },
+    /// The client's answer to the last challenge (base64, as sent): give it to the exchange
+    /// (`Conversation::respond`), then call `auth_step`.
+    AuthResponse(String),
+    /// The client cancelled (`*`) or broke the exchange: drop the backend's exchange, then call
+    /// `advance` again (the reply is already written).
+    AuthCancel,
     /// Look the sender up in `smtpd_sender_login_maps`, then call `owners_done`.
     SenderOwners(String),
+    /// A restriction needs this fact (an access-table key): look it up, then call `fact_done`.
+    Fact(Fact),
 }
 
 /// What `smtpd_sender_login_maps` said about the transaction's sender.
@@ -73,14 +94,23 @@ enum Mode {
     },
     AwaitLookup,
     AwaitEnqueue,
-    /// Between `AUTH` and the last client response.
-    Auth(Exchange),
+    /// A challenge went out; waiting for the client's response line.
+    Auth,
     /// Discarding the rest of an over-long AUTH response (already answered).
     AuthSkip,
     AwaitAuth,
     AwaitTls,
     AwaitOwners,
+    /// A restriction waits for a fact (`Need::Fact`); then the decision runs again.
+    AwaitFact(Then),
     Closed,
+}
+
+/// The decision waiting for a fact.
+enum Then {
+    Rcpt,
+    Data,
+    EndOfData(Message),
 }
 
 struct Transaction {
@@ -90,6 +120,15 @@ struct Transaction {
     /// The recipient whose lookup is outstanding.
     pending: Option<String>,
     owners: Owners,
+    /// What the backend said about the pending recipient (while restrictions wait for facts).
+    pending_facts: Option<RcptFacts>,
+    /// The pending recipient had no domain (`$myorigin` appended).
+    pending_unqualified: bool,
+    /// Policy requests: the message's `instance` and the MAIL FROM `SIZE=`.
+    instance: String,
+    size: u64,
+    /// Header lines from `PREPEND` access results, put above our `Received:`.
+    prepend: Vec<String>,
 }
 
 /// Per-command counters for the `disconnect from …` line (Postfix 3.0+ shape).
@@ -158,13 +197,29 @@ pub struct Session {
     stats: Stats,
     last: &'static str,
     /// The mechanism of the authentication in progress or done (`sasl_method=` in logs).
-    sasl_method: Option<Mechanism>,
+    sasl_method: Option<String>,
+    /// What the SASL backend offers (before the security options).
+    sasl_mechs: Vec<MechInfo>,
     /// `TLSv1.3 with cipher … (256/256 bits)` once TLS is up.
     tls: Option<String>,
     /// The server's address on this connection (Dovecot's `lip=`).
     local: Option<IpAddr>,
     /// The `now` of the latest `advance` (rate counters).
     now: DateTime<FixedOffset>,
+    /// Facts looked up for the decision in progress (cleared per command).
+    facts: Facts,
+    /// A need to hand to the driver at the next `advance` (`Need::Fact`, `Need::Enqueue`).
+    next_need: Option<Need>,
+    /// More input followed the command being executed (pipelined).
+    ahead: bool,
+    /// The client pipelined where it may not (reject_unauth_pipelining).
+    ill_pipelining: bool,
+    /// The client's PTR name, or `unknown` (the verified name is `info.client_name`).
+    reverse_name: String,
+    name_status: NameStatus,
+    reverse_status: NameStatus,
+    /// The server's port on this connection (policy requests).
+    server_port: u16,
 }
 
 impl Session {
@@ -185,7 +240,7 @@ impl Session {
         Session {
             client: format!("{}[{}]", info.client_name, ip),
             info,
-            s: settings,
+            s: settings.clone(),
             mode: Mode::Command,
             tx: None,
             bare,
@@ -195,14 +250,39 @@ impl Session {
             stats: Stats::default(),
             last: "CONNECT",
             sasl_method: None,
+            sasl_mechs: settings.sasl.builtin_mechanisms(),
             tls: None,
             local: None,
             now: DateTime::<FixedOffset>::default(),
+            facts: Facts::default(),
+            next_need: None,
+            ahead: false,
+            ill_pipelining: false,
+            reverse_name: "unknown".into(),
+            name_status: NameStatus::NotFound,
+            reverse_status: NameStatus::NotFound,
+            server_port: 0,
         }
+    }
+
+    /// The client's names from DNS (before the greeting): the forward-confirmed name and the
+    /// PTR name (each `unknown` when missing), for logs, `Received:` and the restrictions.
+    pub fn set_client_names(&mut self, names: &super::facts::ClientNames) {
+        self.info.client_name = names.name.clone();
+        self.reverse_name = names.reverse.clone();
+        self.name_status = names.name_status;
+        self.reverse_status = names.reverse_status;
+        self.client = format!("{}[{}]", names.name, self.info.client.ip());
+    }
+
+    /// The SASL backend's mechanisms (Dovecot's handshake); the built-in list is the default.
+    pub fn set_sasl_mechanisms(&mut self, mechs: Vec<MechInfo>) {
+        self.sasl_mechs = mechs;
     }
 
     /// The server address of the connection (Dovecot's `lip=`).
     pub fn set_local(&mut self, local: SocketAddr) {
+        self.server_port = local.port();
         self.local = Some(local.ip().to_canonical());
     }
 
@@ -282,6 +362,9 @@ impl Session {
     ) -> Need {
         self.now = now;
         loop {
+            if let Some(need) = self.next_need.take() {
+                return need;
+            }
             if matches!(self.mode, Mode::Closed) {
                 return Need::Close;
             }
@@ -292,6 +375,7 @@ impl Session {
                     | Mode::AwaitAuth
                     | Mode::AwaitTls
                     | Mode::AwaitOwners
+                    | Mode::AwaitFact(_)
             ) {
                 // The driver must resolve the outstanding need first; nothing to do.
                 return Need::Input;
@@ -373,6 +457,7 @@ impl Session {
                         Ok((line, n)) => {
                             let line = line.text.to_vec();
                             input.drain(..n.min(input.len()));
+                            self.ahead = !input.is_empty();
                             if let Some(need) = self.command(&line, out) {
                                 if need == Need::StartTls {
                                     // CVE-2011-0411: nothing sent in plaintext after STARTTLS
@@ -391,7 +476,7 @@ impl Session {
                         }
                     }
                 }
-                Mode::Auth(_) => {
+                Mode::Auth => {
                     // RFC 4954 §4: responses may be longer than a command line (12288 octets).
                     let limit = self.s.line_length_limit.max(12288);
                     match read_line_with(input, limit, self.bare) {
@@ -405,6 +490,7 @@ impl Session {
                         Err(ParseError::TooLong { .. }) => {
                             // RFC 4954 §4: 500 5.5.6 and the exchange is over; the rest of
                             // the line is dropped (Skipping) if it has not all arrived yet.
+                            // (The driver drops the backend's exchange at the next AUTH.)
                             self.mode = Mode::Command;
                             self.sasl_method = None;
                             match skip_line(input) {
@@ -443,6 +529,7 @@ impl Session {
                 | Mode::AwaitAuth
                 | Mode::AwaitTls
                 | Mode::AwaitOwners
+                | Mode::AwaitFact(_)
                 | Mode::Closed => return Need::Input,
             }
         }
@@ -509,6 +596,23 @@ impl Session {
             .unwrap_or_default()
             .to_ascii_uppercase();
         let verb = String::from_utf8_lossy(&verb).into_owned();
+        // reject_unauth_pipelining (smtpd.c): more input after a command that must end a
+        // pipeline, or any pipelining before EHLO.
+        if std::mem::take(&mut self.ahead)
+            && !self.ill_pipelining
+            && (self.info.protocol != "ESMTP"
+                || matches!(
+                    verb.as_str(),
+                    "HELO" | "EHLO" | "DATA" | "NOOP" | "VRFY" | "STARTTLS"
+                ))
+        {
+            self.ill_pipelining = true;
+            tracing::info!(
+                "improper command pipelining after {verb} from {}: {}",
+                self.client,
+                String::from_utf8_lossy(line)
+            );
+        }
         // Cross-protocol abuse (Postfix smtpd_forbidden_commands): HTTP verbs and header-shaped
         // lines such as `Host: x` end the session at once.
         let header_like = self.s.forbid_header_commands
@@ -580,7 +684,7 @@ impl Session {
                     let mechs = self.auth_mechanisms();
                     let excepted = self.s.sasl_exceptions.contains(self.info.client.ip());
                     if !mechs.is_empty() && !excepted {
-                        let names: Vec<&str> = mechs.iter().map(|m| m.name()).collect();
+                        let names: Vec<&str> = mechs.iter().map(|m| m.name.as_str()).collect();
                         lines.push(format!("AUTH {}", names.join(" ")));
                         if self.s.sasl.broken_clients {
                             lines.push(format!("AUTH={}", names.join(" ")));
@@ -624,6 +728,16 @@ impl Session {
                         rcpts: Vec::new(),
                         pending: None,
                         owners: Owners::Unknown,
+                        pending_facts: None,
+                        pending_unqualified: false,
+                        instance: format!(
+                            "{:x}.{:x}.{:x}",
+                            self.info.client.port(),
+                            self.now.timestamp(),
+                            self.now.timestamp_subsec_micros()
+                        ),
+                        size: params.size.unwrap_or(0),
+                        prepend: Vec::new(),
                     });
                     if let Some(addr) = lookup {
                         // The 250 is written once the owners are known (`owners_done`).
@@ -637,6 +751,10 @@ impl Session {
             Command::Data => {
                 if let Some(r) = self.state_error("DATA") {
                     r
+                } else if !self.s.policy.data.is_empty() {
+                    self.facts.clear();
+                    self.decide_data(out);
+                    return None;
                 } else {
                     self.mode = Mode::Data {
                         decoder: DataDecoder::new(self.s.message_size_limit, self.bare),
@@ -706,7 +824,7 @@ impl Session {
 
     /// Mechanisms on offer now: none when AUTH is off, or before TLS when
     /// `smtpd_tls_auth_only` (or `encrypt`) says so (RFC 4954 §4 / RFC 3207 §4.2).
-    fn auth_mechanisms(&self) -> Vec<Mechanism> {
+    fn auth_mechanisms(&self) -> Vec<MechInfo> {
         let tls = self.tls.is_some();
         let sasl = &self.s.sasl;
         if !sasl.enabled
@@ -714,7 +832,7 @@ impl Session {
         {
             return Vec::new();
         }
-        sasl.mechanisms(tls)
+        sasl.offered(tls, &self.sasl_mechs)
     }
 
     /// `smtpd_tls_security_level = encrypt` before STARTTLS.
@@ -761,7 +879,10 @@ impl Session {
             self.count_and_reply("auth", out, r);
             return None;
         }
-        let Some(mech) = Mechanism::parse(mechanism).filter(|m| offered.contains(m)) else {
+        let Some(mech) = offered
+            .into_iter()
+            .find(|m| m.name.eq_ignore_ascii_case(mechanism))
+        else {
             self.auth_failed(mechanism, None, "Invalid authentication mechanism", out);
             return None;
         };
@@ -774,10 +895,24 @@ impl Session {
             );
             return None;
         }
-        self.sasl_method = Some(mech);
-        let (ex, step) = Exchange::start(mech, initial);
-        self.mode = Mode::Auth(ex);
-        self.auth_step(step, out)
+        // Postfix checks the encoding itself before the backend sees it (`=` is empty).
+        if let Some(ir) = initial
+            && !is_base64(ir)
+        {
+            self.auth_failed(
+                &mech.name,
+                None,
+                "Invalid base64 data in initial response",
+                out,
+            );
+            return None;
+        }
+        self.sasl_method = Some(mech.name.clone());
+        self.mode = Mode::AwaitAuth;
+        Some(Need::AuthStart {
+            mechanism: mech.name,
+            initial: initial.map(str::to_string),
+        })
     }
 
     /// `smtpd_client_auth_rate_limit`, counted across this listener's sessions.
@@ -818,32 +953,21 @@ impl Session {
                 out,
                 Reply::new(501, "5.7.0", "Authentication aborted"),
             );
-            return None;
+            return Some(Need::AuthCancel);
         }
-        let step = match &mut self.mode {
-            Mode::Auth(ex) => ex.respond(line),
-            _ => return None,
-        };
-        self.auth_step(step, out)
-    }
-
-    fn auth_step(&mut self, step: Step, out: &mut Vec<u8>) -> Option<Need> {
-        match step {
-            Step::Challenge(c) => {
-                Reply::plain(334, c).write_to(out);
-                None
-            }
-            Step::Done(creds) => {
-                self.mode = Mode::AwaitAuth;
-                Some(Need::Auth(creds))
-            }
-            Step::Invalid(why) => {
-                self.mode = Mode::Command;
-                let mech = self.sasl_method.take().map_or("", Mechanism::name);
-                self.auth_failed(mech, None, why, out);
-                None
-            }
+        if !is_base64(line) {
+            self.mode = Mode::Command;
+            let mech = self.sasl_method.take().unwrap_or_default();
+            self.auth_failed(
+                &mech,
+                None,
+                "Invalid base64 data in continued response",
+                out,
+            );
+            return Some(Need::AuthCancel);
         }
+        self.mode = Mode::AwaitAuth;
+        Some(Need::AuthResponse(line.to_string()))
     }
 
     /// `535 5.7.8`, logged for fail2ban: `warning: unknown[1.2.3.4]: SASL PLAIN authentication
@@ -864,15 +988,19 @@ impl Session {
         );
     }
 
-    /// The SASL backend's answer to `Need::Auth`.
-    pub fn auth_done(&mut self, creds: &Credentials, outcome: Outcome, out: &mut Vec<u8>) {
+    /// The SASL backend's answer to `Need::AuthStart` or `Need::AuthResponse`.
+    pub fn auth_step(&mut self, step: AuthStep, out: &mut Vec<u8>) {
         if !matches!(self.mode, Mode::AwaitAuth) {
             return;
         }
         self.mode = Mode::Command;
-        let mech = creds.mechanism.name();
-        match outcome {
-            Outcome::Ok(user) => {
+        let mech = self.sasl_method.clone().unwrap_or_default();
+        match step {
+            AuthStep::Challenge(c) => {
+                self.mode = Mode::Auth;
+                Reply::plain(334, c).write_to(out);
+            }
+            AuthStep::Ok(user) => {
                 // Postfix logs the login on the `QUEUEID: client=…` line (enqueue_done).
                 tracing::debug!("{}: sasl_method={mech}, sasl_username={user}", self.client);
                 self.info.sasl_username = Some(user);
@@ -882,16 +1010,18 @@ impl Session {
                     Reply::new(235, "2.7.0", "Authentication successful"),
                 );
             }
-            Outcome::Fail(why) => {
+            AuthStep::Fail { reason, user } => {
                 self.sasl_method = None;
-                self.auth_failed(mech, Some(&creds.username), &why, out);
+                self.auth_failed(&mech, user.as_deref(), &reason, out);
             }
-            Outcome::Temp(why) => {
+            AuthStep::Temp { reason: why, user } => {
                 self.sasl_method = None;
+                let user = user
+                    .map(|u| format!(", sasl_username={u}"))
+                    .unwrap_or_default();
                 tracing::warn!(
-                    "{}: SASL {mech} authentication aborted: {why}, sasl_username={}",
-                    self.client,
-                    creds.username
+                    "{}: SASL {mech} authentication aborted: {why}{user}",
+                    self.client
                 );
                 self.count_and_reply(
                     "auth",
@@ -998,6 +1128,7 @@ impl Session {
             }
             Some(tx) => {
                 // An unqualified address belongs to $myorigin (trivial-rewrite's append_at_myorigin).
+                let unqualified = to.domain.is_none();
                 let to = if to.domain.is_none() {
                     Path {
                         local: to.local,
@@ -1008,6 +1139,8 @@ impl Session {
                 };
                 let rcpt = to.to_string();
                 tx.pending = Some(rcpt.clone());
+                tx.pending_unqualified = unqualified;
+                self.facts.clear();
                 self.mode = Mode::AwaitLookup;
                 return Some(Need::Lookup(rcpt));
             }
@@ -1024,31 +1157,145 @@ impl Session {
             return;
         }
         self.mode = Mode::Command;
-        let Some(rcpt) = self.tx.as_mut().and_then(|tx| tx.pending.take()) else {
+        match result {
+            Ok(facts) => {
+                if let Some(tx) = self.tx.as_mut() {
+                    tx.pending_facts = Some(facts);
+                }
+                self.decide_rcpt(out);
+            }
+            Err(status) => {
+                if let Some(rcpt) = self.tx.as_mut().and_then(|tx| tx.pending.take()) {
+                    self.rcpt_decided(rcpt, Err(status), out);
+                }
+            }
+        }
+    }
+
+    /// The driver's answer to `Need::Fact`: the decision that asked runs again.
+    pub fn fact_done(&mut self, fact: Fact, answer: Answer, out: &mut Vec<u8>) {
+        let Mode::AwaitFact(_) = self.mode else {
             return;
         };
-        let decision = result.and_then(|facts| {
-            let ip = self.info.client.ip();
-            let sender = self
+        self.facts.insert(fact, answer);
+        match std::mem::replace(&mut self.mode, Mode::Command) {
+            Mode::AwaitFact(Then::Rcpt) => self.decide_rcpt(out),
+            Mode::AwaitFact(Then::Data) => self.decide_data(out),
+            Mode::AwaitFact(Then::EndOfData(msg)) => self.decide_end_of_data(msg, out),
+            other => self.mode = other,
+        }
+    }
+
+    /// The restriction context for the current command (`rcpt` empty at DATA / end of data).
+    fn verdict(&self, which: &Then) -> Verdict {
+        let sender = self
+            .tx
+            .as_ref()
+            .map(|t| t.sender.as_string())
+            .unwrap_or_default();
+        let owners = self.tx.as_ref().map(|t| t.owners.clone());
+        let (rcpt, unqualified, facts) = match (which, &self.tx) {
+            (Then::Rcpt, Some(tx)) => (
+                tx.pending.clone().unwrap_or_default(),
+                tx.pending_unqualified,
+                tx.pending_facts,
+            ),
+            _ => (String::new(), false, None),
+        };
+        let tls = self.tls.as_deref().unwrap_or_default();
+        let mut words = tls.split_whitespace();
+        let encryption_protocol = words.next().unwrap_or_default().to_string();
+        let encryption_cipher = words
+            .skip_while(|w| *w != "cipher")
+            .nth(1)
+            .unwrap_or_default()
+            .to_string();
+        let encryption_keysize = tls
+            .rsplit_once('(')
+            .and_then(|(_, b)| b.split('/').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        let policy = PolicyAttrs {
+            client_port: self.info.client.port(),
+            server_address: self.local.map(|a| a.to_string()).unwrap_or_default(),
+            server_port: self.server_port,
+            protocol_name: self.info.protocol.to_string(),
+            sasl_method: self
+                .info
+                .sasl_username
+                .as_ref()
+                .and(self.sasl_method.as_ref())
+                .map(|m| m.to_string())
+                .unwrap_or_default(),
+            encryption_protocol,
+            encryption_cipher,
+            encryption_keysize,
+            instance: self
                 .tx
                 .as_ref()
-                .map(|t| t.sender.as_string())
-                .unwrap_or_default();
-            let owners = self.tx.as_ref().map(|t| t.owners.clone());
-            let ctx = RcptContext {
-                client: ip,
-                client_name: &self.info.client_name,
-                helo: self.info.helo.as_deref(),
-                sender: &sender,
-                sasl_username: self.info.sasl_username.as_deref(),
-                sasl_enabled: self.s.sasl.enabled,
-                sender_owners: owners.as_ref().unwrap_or(&Owners::Unknown),
-                tls: self.tls.is_some(),
-                rcpt: &rcpt,
-                facts,
-            };
-            self.s.policy.check_rcpt(&ctx)
-        });
+                .map(|t| t.instance.clone())
+                .unwrap_or_default(),
+            size: match which {
+                Then::EndOfData(m) => m.data.len() as u64,
+                _ => self.tx.as_ref().map_or(0, |t| t.size),
+            },
+        };
+        let ctx = RcptContext {
+            client: self.info.client.ip(),
+            client_name: &self.info.client_name,
+            reverse_client_name: &self.reverse_name,
+            client_name_status: self.name_status,
+            reverse_name_status: self.reverse_status,
+            helo: self.info.helo.as_deref(),
+            sender: &sender,
+            sasl_username: self.info.sasl_username.as_deref(),
+            sasl_enabled: self.s.sasl.enabled,
+            sender_owners: owners.as_ref().unwrap_or(&Owners::Unknown),
+            tls: self.tls.is_some(),
+            rcpt: &rcpt,
+            rcpt_unqualified: unqualified,
+            facts: facts.unwrap_or(RcptFacts {
+                class: crate::resolve::AddrClass::Default,
+                known: true,
+            }),
+            recipient_count: self.tx.as_ref().map_or(0, |t| t.rcpts.len()),
+            improper_pipelining: self.ill_pipelining,
+            policy: &policy,
+        };
+        match which {
+            Then::Rcpt => self.s.policy.check_rcpt(&ctx, &self.facts),
+            Then::Data => self.s.policy.check_data(&ctx, &self.facts),
+            Then::EndOfData(_) => self.s.policy.check_end_of_data(&ctx, &self.facts),
+        }
+    }
+
+    /// Evaluates the RCPT restrictions for the pending recipient (again, after a fact).
+    fn decide_rcpt(&mut self, out: &mut Vec<u8>) {
+        match self.verdict(&Then::Rcpt) {
+            Verdict::Need(f) => {
+                self.mode = Mode::AwaitFact(Then::Rcpt);
+                self.next_need = Some(Need::Fact(f));
+            }
+            v => {
+                let Some(rcpt) = self.tx.as_mut().and_then(|tx| tx.pending.take()) else {
+                    return;
+                };
+                let decision = match v {
+                    Verdict::Reject(s) => Err(s),
+                    Verdict::Accept { prepend } => {
+                        if let Some(tx) = self.tx.as_mut() {
+                            tx.prepend.extend(prepend);
+                        }
+                        Ok(())
+                    }
+                    Verdict::Need(_) => Ok(()),
+                };
+                self.rcpt_decided(rcpt, decision, out);
+            }
+        }
+    }
+
+    fn rcpt_decided(&mut self, rcpt: String, decision: Result<(), Status>, out: &mut Vec<u8>) {
         match decision {
             Ok(()) => {
                 if let Some(tx) = self.tx.as_mut() {
@@ -1064,6 +1311,83 @@ impl Session {
                     self.envelope_log(Some(&rcpt))
                 );
                 self.count_and_reply("rcpt", out, r);
+                self.hang_up_after(status.code);
+            }
+        }
+    }
+
+    /// A restriction's `421`/`521` reply ends the session (smtpd_check.c: the client is
+    /// disconnected after the reply).
+    fn hang_up_after(&mut self, code: u16) {
+        if code == 421 || code == 521 {
+            self.mode = Mode::Closed;
+        }
+    }
+
+    /// `smtpd_data_restrictions`, then `354` (or the reject).
+    fn decide_data(&mut self, out: &mut Vec<u8>) {
+        match self.verdict(&Then::Data) {
+            Verdict::Need(f) => {
+                self.mode = Mode::AwaitFact(Then::Data);
+                self.next_need = Some(Need::Fact(f));
+            }
+            Verdict::Accept { prepend } => {
+                if let Some(tx) = self.tx.as_mut() {
+                    tx.prepend.extend(prepend);
+                }
+                self.mode = Mode::Data {
+                    decoder: DataDecoder::new(self.s.message_size_limit, self.bare),
+                    body: Vec::new(),
+                };
+                self.count_and_reply(
+                    "data",
+                    out,
+                    Reply::plain(354, "End data with <CR><LF>.<CR><LF>"),
+                );
+            }
+            Verdict::Reject(s) => {
+                let r = Reply::from_status(&s);
+                tracing::info!(
+                    "NOQUEUE: reject: DATA from {}: {r}; {}",
+                    self.client,
+                    self.envelope_log(None)
+                );
+                self.count_and_reply("data", out, r);
+                self.hang_up_after(s.code);
+            }
+        }
+    }
+
+    /// `smtpd_end_of_data_restrictions`, then the enqueue (or the reject).
+    fn decide_end_of_data(&mut self, msg: Message, out: &mut Vec<u8>) {
+        let then = Then::EndOfData(msg);
+        match self.verdict(&then) {
+            Verdict::Need(f) => {
+                self.mode = Mode::AwaitFact(then);
+                self.next_need = Some(Need::Fact(f));
+            }
+            Verdict::Accept { prepend } => {
+                if let Then::EndOfData(mut msg) = then {
+                    let mut head: Vec<u8> = Vec::new();
+                    for h in prepend {
+                        head.extend_from_slice(h.as_bytes());
+                        head.extend_from_slice(b"\r\n");
+                    }
+                    msg.data.splice(0..0, head);
+                    self.mode = Mode::AwaitEnqueue;
+                    self.next_need = Some(Need::Enqueue(msg));
+                }
+            }
+            Verdict::Reject(s) => {
+                let r = Reply::from_status(&s);
+                tracing::info!(
+                    "NOQUEUE: reject: END-OF-MESSAGE from {}: {r}; {}",
+                    self.client,
+                    self.envelope_log(None)
+                );
+                self.tx = None;
+                self.count_and_reply("data", out, r);
+                self.hang_up_after(s.code);
             }
         }
     }
@@ -1105,26 +1429,33 @@ impl Session {
             );
             return None;
         };
-        let mut data = received_header(
-            &self.info,
-            &self.s.myhostname,
-            &self.s.mail_name,
-            &tx.rcpts,
-            now,
-            self.tls.as_deref(),
-            self.s.tls.received_header,
-        )
-        .replace(
-            "\r\n\tby ",
-            &match (&self.info.sasl_username, self.s.sasl_header) {
-                (Some(u), true) => {
-                    let u: String = u.chars().filter(|c| !c.is_control()).collect();
-                    format!("\r\n\t(Authenticated sender: {u})\r\n\tby ")
-                }
-                _ => "\r\n\tby ".to_string(),
-            },
-        )
-        .into_bytes();
+        let mut data: Vec<u8> = Vec::new();
+        for h in &tx.prepend {
+            data.extend_from_slice(h.as_bytes());
+            data.extend_from_slice(b"\r\n");
+        }
+        data.extend(
+            received_header(
+                &self.info,
+                &self.s.myhostname,
+                &self.s.mail_name,
+                &tx.rcpts,
+                now,
+                self.tls.as_deref(),
+                self.s.tls.received_header,
+            )
+            .replace(
+                "\r\n\tby ",
+                &match (&self.info.sasl_username, self.s.sasl_header) {
+                    (Some(u), true) => {
+                        let u: String = u.chars().filter(|c| !c.is_control()).collect();
+                        format!("\r\n\t(Authenticated sender: {u})\r\n\tby ")
+                    }
+                    _ => "\r\n\tby ".to_string(),
+                },
+            )
+            .into_bytes(),
+        );
         data.extend_from_slice(&body);
         let msg = Message {
             sender: tx.sender.as_string(),
@@ -1132,6 +1463,11 @@ impl Session {
             data,
             body_8bit: tx.body == Some(Body::EightBitMime) || eight_bit,
         };
+        if !self.s.policy.end_of_data.is_empty() {
+            self.facts.clear();
+            self.decide_end_of_data(msg, out);
+            return self.next_need.take();
+        }
         self.mode = Mode::AwaitEnqueue;
         Some(Need::Enqueue(msg))
     }
@@ -1144,11 +1480,10 @@ impl Session {
         self.mode = Mode::Command;
         let reply = match result {
             Ok(id) => {
-                match (&self.info.sasl_username, self.sasl_method) {
+                match (&self.info.sasl_username, &self.sasl_method) {
                     (Some(u), Some(m)) => tracing::info!(
-                        "{id}: client={}, sasl_method={}, sasl_username={u}",
-                        self.client,
-                        m.name()
+                        "{id}: client={}, sasl_method={m}, sasl_username={u}",
+                        self.client
                     ),
                     _ => tracing::info!("{id}: client={}", self.client),
                 }
@@ -1171,6 +1506,13 @@ impl Session {
 }
 
 /// The counter a command with bad syntax is counted under.
+/// An AUTH response line is base64 (RFC 4954 §4; `=` is an empty initial response). Postfix
+/// refuses anything else before the backend sees it.
+fn is_base64(s: &str) -> bool {
+    use base64::Engine as _;
+    s == "=" || base64::engine::general_purpose::STANDARD.decode(s).is_ok()
+}
+
 fn stat_name(verb: &str) -> &'static str {
     match verb {
         "EHLO" => "ehlo",

@@ -170,6 +170,26 @@ pub fn fake_auth(creds: &crate::sasl::Credentials) -> crate::sasl::Outcome {
     }
 }
 
+/// The fake backend's answer to one PLAIN/LOGIN step (`fake_auth` once the credentials are in).
+pub fn fake_step(step: crate::sasl::Step) -> crate::sasl::AuthStep {
+    use crate::sasl::{AuthStep, Outcome, Step};
+    match step {
+        Step::Challenge(c) => AuthStep::Challenge(c),
+        Step::Invalid(why) => AuthStep::Fail {
+            reason: why.into(),
+            user: None,
+        },
+        Step::Done(creds) => {
+            let user = Some(creds.username.clone());
+            match fake_auth(&creds) {
+                Outcome::Ok(u) => AuthStep::Ok(u),
+                Outcome::Fail(reason) => AuthStep::Fail { reason, user },
+                Outcome::Temp(reason) => AuthStep::Temp { reason, user },
+            }
+        }
+    }
+}
+
 /// The fake `smtpd_sender_login_maps`: each `virt.tld` mailbox owns itself, `user@virt.tld` also
 /// owns `alias@alias.tld`; `fail.tld` fails; nothing else has an owner.
 pub fn fake_owners(addr: &str) -> Result<Vec<String>, Status> {
@@ -278,6 +298,10 @@ pub struct PureRun {
     input: Vec<u8>,
     closed: bool,
     pending_greeting: Option<Vec<u8>>,
+    /// The fake SASL backend's PLAIN/LOGIN exchange in progress.
+    auth: Option<crate::sasl::Exchange>,
+    /// The dialog's access tables (answered without a runtime: files and inline tables).
+    fact_source: Arc<super::facts::FactSource>,
 }
 
 impl PureRun {
@@ -292,16 +316,19 @@ impl PureRun {
             d.settings()
         };
         let client: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 40000));
+        let fact_source = settings.fact_source.clone();
         let mut session = Session::new(Arc::new(settings), client, "smtp");
         let mut greeting = Vec::new();
         session.greeting(&mut greeting);
         // The greeting is part of the answer to the first step.
         PureRun {
+            fact_source,
             session,
             backend,
             input: Vec::new(),
             closed: false,
             pending_greeting: Some(greeting),
+            auth: None,
         }
     }
 }
@@ -336,13 +363,40 @@ impl PureRun {
                         "TLSv1.3 with cipher TLS13_AES_256_GCM_SHA384 (256/256 bits)".into(),
                     );
                 }
-                Need::Auth(creds) => {
-                    let r = fake_auth(&creds);
-                    self.session.auth_done(&creds, r, &mut out);
+                Need::AuthStart { mechanism, initial } => {
+                    let step = match crate::sasl::Mechanism::parse(&mechanism) {
+                        Some(
+                            m @ (crate::sasl::Mechanism::Plain | crate::sasl::Mechanism::Login),
+                        ) => {
+                            let (ex, step) = crate::sasl::Exchange::start(m, initial.as_deref());
+                            self.auth = Some(ex);
+                            fake_step(step)
+                        }
+                        _ => crate::sasl::AuthStep::temp("no such fake mechanism"),
+                    };
+                    if !matches!(step, crate::sasl::AuthStep::Challenge(_)) {
+                        self.auth = None;
+                    }
+                    self.session.auth_step(step, &mut out);
                 }
+                Need::AuthResponse(line) => {
+                    let step = match &mut self.auth {
+                        Some(ex) => fake_step(ex.respond(&line)),
+                        None => crate::sasl::AuthStep::temp("no exchange"),
+                    };
+                    if !matches!(step, crate::sasl::AuthStep::Challenge(_)) {
+                        self.auth = None;
+                    }
+                    self.session.auth_step(step, &mut out);
+                }
+                Need::AuthCancel => self.auth = None,
                 Need::SenderOwners(addr) => {
                     let r = fake_owners(&addr);
                     self.session.owners_done(r, &mut out);
+                }
+                Need::Fact(fact) => {
+                    let a = self.fact_source.answer_now(&fact);
+                    self.session.fact_done(fact, a, &mut out);
                 }
             }
         }

@@ -38,12 +38,39 @@ fn compose_file_is_valid() {
     for service in ["postern:", "db:", "dovecot:", "postgres:"] {
         assert!(text.contains(service), "service {service} in {text}");
     }
+    // The `ldap` profile (OpenLDAP for POSTERN_TABLES=ldap): valid with the profile enabled, and
+    // the service is built from deploy/ldap and belongs to that profile only.
+    let out = Command::new(&compose)
+        .args(["--profile", "ldap", "config"])
+        .current_dir(tmp.path())
+        .output()
+        .expect("run docker-compose --profile ldap config");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "docker-compose --profile ldap config: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ldap = text
+        .split("\n  ldap:\n")
+        .nth(1)
+        .and_then(|rest| rest.split("\n  postern:\n").next())
+        .unwrap_or_else(|| panic!("no ldap service in {text}"));
+    for want in [
+        "dockerfile: deploy/ldap/Dockerfile",
+        "profiles:\n    - ldap\n",
+        "POSTERN_LDAP_BIND_PW: change-me-ldap",
+    ] {
+        assert!(ldap.contains(want), "ldap service lacks {want:?}: {ldap}");
+    }
     // Every variable the stack reads is documented in .env.example.
     let env_example = std::fs::read_to_string(repo().join(".env.example")).expect(".env.example");
     let compose_text = std::fs::read_to_string(repo().join("docker-compose.yml")).expect("compose");
     let entry =
         std::fs::read_to_string(repo().join("deploy/postern/entrypoint.sh")).expect("entrypoint");
-    for source in [&compose_text, &entry] {
+    let other_entries = ["deploy/dovecot/entrypoint.sh", "deploy/ldap/entrypoint.sh"]
+        .map(|p| std::fs::read_to_string(repo().join(p)).expect("entrypoint"));
+    for source in [&compose_text, &entry].into_iter().chain(&other_entries) {
         for var in source
             .split("${")
             .skip(1)
@@ -68,7 +95,11 @@ fn image_configuration_is_accepted_by_postern() {
         .replace("${POSTERN_HOSTNAME}", "mail.example.org")
         .replace("${POSTERN_DB_URL}", "mysql://postfix:pw@db/postfix")
         .replace("${POSTERN_DB_ENGINE}", "mysql")
-        .replace("${POSTERN_TABLES}", "/etc/postern/mysql");
+        .replace("${POSTERN_TABLES}", "/etc/postern/mysql")
+        // Set by deploy/postern/entrypoint.sh (image defaults).
+        .replace("${POSTERN_MAP_TYPE}", "mysql")
+        .replace("${POSTERN_SPOOL}", "/var/spool/postern")
+        .replace("${POSTERN_DOVECOT_RUN}", "/run/dovecot");
     assert!(
         !main_cf.contains("${"),
         "unsubstituted variable in {main_cf}"

@@ -5,6 +5,8 @@
 
 mod peers;
 
+mod compose_native;
+mod delivery_pipe;
 mod deploy;
 mod dovecot_peer;
 mod e2e;
@@ -13,7 +15,10 @@ mod maps_backends;
 mod maps_sqlite;
 mod ops;
 mod queue_tools;
+mod sasl_backends;
+mod signals;
 mod smtp_out;
 mod smtpd_auth;
+mod smtpd_restrictions;
 mod smtpd_tls;
 mod up;

@@ -134,7 +134,7 @@ const ADDRESSES: &[&str] = &[
 
 /// Which backend a table directory belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Kind {
+pub(crate) enum Kind {
     Sqlite,
     Mysql,
     Pgsql,
@@ -197,7 +197,7 @@ fn conf_dir(kind: Kind) -> PathBuf {
 }
 
 /// Copies the shipped files of `kind` into `dest`, replacing the named settings' lines.
-fn install_tables(kind: Kind, dest: &Path, settings: &[(&str, String)]) {
+pub(crate) fn install_tables(kind: Kind, dest: &Path, settings: &[(&str, String)]) {
     std::fs::create_dir_all(dest).expect("table dir");
     let src = conf_dir(kind);
     for entry in std::fs::read_dir(&src).unwrap_or_else(|e| panic!("{}: {e}", src.display())) {
@@ -228,7 +228,7 @@ fn settings_value(settings: &[(&str, String)], name: &str) -> String {
         .unwrap_or_default()
 }
 
-fn runtime() -> tokio::runtime::Runtime {
+pub(crate) fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -305,7 +305,7 @@ async fn load_sql(url: &str) {
 }
 
 /// Runs statements on `url` one by one (set-up as the superuser).
-async fn admin_sql(url: &str, statements: &[&str]) {
+pub(crate) async fn admin_sql(url: &str, statements: &[&str]) {
     sqlx::any::install_default_drivers();
     let pool = sqlx::AnyPool::connect(url)
         .await
@@ -320,7 +320,7 @@ async fn admin_sql(url: &str, statements: &[&str]) {
 }
 
 /// Creates database `postfix` and the read-only user `postfix`/`password`, and loads the fixture.
-async fn prepare_mariadb(db: &MariaDb) {
+pub(crate) async fn prepare_mariadb(db: &MariaDb) {
     admin_sql(
         &db.url("mysql"),
         &[
@@ -337,7 +337,7 @@ async fn prepare_mariadb(db: &MariaDb) {
     load_sql(&db.url("postfix")).await;
 }
 
-async fn prepare_postgres(db: &Postgres) {
+pub(crate) async fn prepare_postgres(db: &Postgres) {
     admin_sql(
         &db.url("postgres"),
         &[
@@ -355,7 +355,7 @@ async fn prepare_postgres(db: &Postgres) {
 }
 
 /// RFC 4514 escaping of an RDN value (for the LDIF `dn:` lines).
-fn rdn(v: &str) -> String {
+pub(crate) fn rdn(v: &str) -> String {
     let mut out = String::new();
     for c in v.chars() {
         if matches!(c, '\\' | ',' | '+' | '"' | '<' | '>' | ';' | '=') {
@@ -368,7 +368,7 @@ fn rdn(v: &str) -> String {
 
 /// The fixture as a directory (layout: server/conf/ldap/README.md). Inactive rows go under
 /// `ou=inactive`, which no shipped search_base reaches.
-fn ldif() -> String {
+pub(crate) fn ldif() -> String {
     let branch = |active: bool| if active { "active" } else { "inactive" };
     let mut out = format!(
         "dn: {SUFFIX}\nobjectClass: dcObject\nobjectClass: organization\no: Example\ndc: example\n\n"

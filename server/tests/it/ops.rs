@@ -8,7 +8,7 @@ use std::net::TcpStream;
 use std::process::Command;
 use std::time::Duration;
 
-use crate::peers::postern::{Instance, postern, wait_until};
+use crate::peers::postern::{Instance, KillOnDrop, postern, wait_until};
 use crate::peers::tools::{free_port, swaks, wait_for_port};
 
 /// `curl` from `source` (a loopback address): (HTTP status, body).
@@ -52,6 +52,7 @@ fn metrics_count_a_delivery_for_mynetworks_only() {
     let out = swaks(&[
         "--server",
         &inst.smtp_addr(),
+        "--tls",
         "--from",
         "someone@example.org",
         "--to",
@@ -59,6 +60,25 @@ fn metrics_count_a_delivery_for_mynetworks_only() {
     ]);
     assert!(
         out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // One failed AUTH on submission (STARTTLS, then a wrong password).
+    let out = swaks(&[
+        "--server",
+        &format!("127.0.0.1:{}", inst.submission),
+        "--tls",
+        "--auth",
+        "PLAIN",
+        "--auth-user",
+        "ann@metrics.test",
+        "--auth-password",
+        "wrong-password",
+        "--quit-after",
+        "AUTH",
+    ]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("535 5.7.8"),
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
@@ -84,9 +104,21 @@ fn metrics_count_a_delivery_for_mynetworks_only() {
         "postern_queue_size{queue=\"deferred\"} 0",
         "# TYPE postern_smtpd_sessions_active gauge",
         "# TYPE postern_smtpd_sessions_total counter",
+        "postern_delivery_latency_seconds_count{transport=\"virtual\"} 1",
+        "postern_delivery_latency_seconds_bucket{transport=\"virtual\",le=\"+Inf\"} 1",
+        "postern_smtpd_tls_handshakes_total{outcome=\"established\"} 2",
+        "postern_smtpd_auth_total{outcome=\"failure\"} 1",
     ] {
         assert!(body.lines().any(|l| l == line), "no \"{line}\" in:\n{body}");
     }
+    // The SQLite tables the delivery consulted were timed, per table.
+    assert!(
+        body.lines().any(|l| l.starts_with("postern_lookup_latency_seconds_count{table=\"")
+            && l.contains("virtual_mailbox_maps")
+            && !l.ends_with(" 0")),
+        "no lookup latency for virtual_mailbox_maps in:\n{body}"
+    );
+    assert!(!body.contains("postern_lookup_failures_total{"), "{body}");
     assert!(!body.contains("status=\"bounced\""), "{body}");
     // The separate listener serves the same text; clients outside mynetworks get 403 on both.
     let (code, same) = curl(
@@ -107,16 +139,6 @@ fn metrics_count_a_delivery_for_mynetworks_only() {
     assert_eq!(code, 403, "{body}");
 }
 
-/// Kills a daemon started by `postern start` if the test ends early.
-struct Daemon(u32);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-KILL", &self.0.to_string()])
-            .status();
-    }
-}
 
 fn text(out: &std::process::Output) -> String {
     format!(
@@ -156,7 +178,7 @@ fn start_status_reload_check_stop() {
         .trim()
         .parse()
         .expect("a pid");
-    let _daemon = Daemon(pid);
+    let _daemon = KillOnDrop(pid);
     let out = run("status");
     assert!(out.status.success(), "{}", text(&out));
     assert!(

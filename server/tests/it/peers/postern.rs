@@ -45,6 +45,28 @@ impl Server {
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
+
+    /// Sends `signal` ("HUP", "TERM", …) to the master.
+    pub fn signal(&self, signal: &str) {
+        let st = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("run kill");
+        assert!(st.success(), "kill -{signal} failed");
+    }
+
+    /// Waits up to `timeout` for the master to exit; its exit status if it did.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let start = Instant::now();
+        while start.elapsed() < timeout {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                return Some(st);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
 }
 
 pub fn postern(args: &[&str], stdin: &str) -> std::process::Output {
@@ -115,6 +137,17 @@ impl Browser {
     }
 }
 
+/// Kills a daemon started by `postern start` (its master pid) if the test ends early.
+pub struct KillOnDrop(pub u32);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", &self.0.to_string()])
+            .status();
+    }
+}
+
 pub fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
     let start = Instant::now();
     while start.elapsed() < timeout {
@@ -154,6 +187,12 @@ impl Instance {
             panel: format!("127.0.0.1:{panel}"),
         };
         assert!(postern::up::init(&layout, &listen).expect("write config"));
+        // Clients stay `unknown[127.0.0.1]`, as these tests expect (with the lookup on, hickory
+        // names every loopback client `localhost`); smtpd_restrictions.rs turns it on.
+        let main_cf = layout.etc.join("main.cf");
+        let mut text = std::fs::read_to_string(&main_cf).expect("read main.cf");
+        text.push_str("smtpd_peername_lookup = no\n");
+        std::fs::write(&main_cf, text).expect("write main.cf");
         Instance {
             tmp,
             layout,
