@@ -1,214 +1,29 @@
-//! End-to-end test in real headless Chromium (Debian's `chromium`): the panel served on
-//! `127.0.0.1:0` over a temp SQLite database, driven through the Chrome DevTools Protocol on
-//! `--remote-debugging-pipe` (fds 3/4, NUL-separated JSON; no WebSocket, no downloads).
-//! Logs in, creates a domain, a mailbox, an alias and an alias domain by typing into the real
-//! forms, then checks that a domain admin neither sees nor reaches another domain. Screenshots
-//! of each step are saved under `$CARGO_TARGET_TMPDIR/e2e/` as artefacts. A missing `chromium`
-//! fails the test (install the `chromium` package); nothing is skipped.
+//! End-to-end test in real headless Chromium (Debian's `chromium` + `chromium-driver`), driven
+//! over WebDriver with fantoccini (support/chromium.rs starts and stops chromedriver). The panel
+//! is served on `127.0.0.1:0` over a temp SQLite database. A superadmin logs in (after a wrong
+//! password), creates a domain, a mailbox (typed password; a rejected name first, which keeps
+//! what was typed with the error beside the field), an alias with two targets, an alias domain,
+//! deletes through the confirmation page, and creates a domain admin. The domain admin then
+//! sees only their domain in every list, and a forged URL or form for another domain gets 403
+//! with nothing changed in the database. Screenshots of each step are saved under
+//! `$CARGO_TARGET_TMPDIR/e2e/` as artefacts. A missing chromium or chromedriver fails the test.
+
+#[path = "support/chromium.rs"]
+mod chromium;
 
 use std::io::Cursor;
 use std::net::SocketAddr;
-use std::process::Stdio;
-use std::time::{Duration, Instant};
 
-use base64::Engine as _;
-use postern_web::{AppState, PanelConfig, app, cli, connect};
-use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+use chromium::Chromium;
+use postern_web::{AppState, Db, PanelConfig, app, cli, connect};
+use serde_json::json;
 
 const ADMIN: &str = "admin@example.net";
 const ADMIN_PW: &str = "correct horse battery";
+const DA: &str = "da@other.example";
+const DA_PW: &str = "da-password-1";
 
-struct Browser {
-    child: Child,
-    stdin: ChildStdin,
-    out: BufReader<ChildStdout>,
-    next: u64,
-    session: String,
-    base: String,
-    shots: std::path::PathBuf,
-    _profile: tempfile::TempDir,
-}
-
-impl Browser {
-    async fn start(base: String) -> Browser {
-        let profile = tempfile::tempdir().expect("profile dir");
-        let shots = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("e2e");
-        std::fs::create_dir_all(&shots).expect("screenshot dir");
-        // fd 3: commands to Chromium; fd 4: its answers.
-        let mut child = Command::new("sh")
-            .arg("-c")
-            .arg("exec chromium \"$@\" 3<&0 4>&1 </dev/null >/dev/null 2>/dev/null")
-            .arg("chromium")
-            .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--no-first-run",
-                "--disable-dev-shm-usage",
-                "--remote-debugging-pipe",
-                "--window-size=1280,900",
-            ])
-            .arg(format!("--user-data-dir={}", profile.path().display()))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start chromium (Debian package `chromium`)");
-        let stdin = child.stdin.take().expect("stdin");
-        let out = BufReader::new(child.stdout.take().expect("stdout"));
-        let mut b = Browser {
-            child,
-            stdin,
-            out,
-            next: 0,
-            session: String::new(),
-            base,
-            shots,
-            _profile: profile,
-        };
-        let target = b
-            .call(None, "Target.createTarget", json!({"url": "about:blank"}))
-            .await;
-        let target_id = target["targetId"].as_str().expect("targetId").to_string();
-        let attached = b
-            .call(
-                None,
-                "Target.attachToTarget",
-                json!({"targetId": target_id, "flatten": true}),
-            )
-            .await;
-        b.session = attached["sessionId"]
-            .as_str()
-            .expect("sessionId")
-            .to_string();
-        b.page("Page.enable", json!({})).await;
-        b
-    }
-
-    async fn call(&mut self, session: Option<&str>, method: &str, params: Value) -> Value {
-        self.next += 1;
-        let id = self.next;
-        let mut msg = json!({"id": id, "method": method, "params": params});
-        if let Some(s) = session {
-            msg["sessionId"] = json!(s);
-        }
-        let mut bytes = msg.to_string().into_bytes();
-        bytes.push(0);
-        self.stdin
-            .write_all(&bytes)
-            .await
-            .expect("write to chromium");
-        self.stdin.flush().await.expect("flush");
-        loop {
-            let mut buf = Vec::new();
-            let n = tokio::time::timeout(Duration::from_secs(30), self.out.read_until(0, &mut buf))
-                .await
-                .expect("chromium answers within 30 s")
-                .expect("read from chromium");
-            assert!(n > 0, "chromium closed the pipe");
-            buf.pop();
-            let v: Value = serde_json::from_slice(&buf).expect("CDP JSON");
-            if v["id"].as_u64() == Some(id) {
-                if let Some(e) = v.get("error") {
-                    panic!("{method}: {e}");
-                }
-                return v["result"].clone();
-            }
-        }
-    }
-
-    async fn page(&mut self, method: &str, params: Value) -> Value {
-        let s = self.session.clone();
-        self.call(Some(&s), method, params).await
-    }
-
-    async fn eval(&mut self, js: &str) -> Value {
-        let r = self
-            .page(
-                "Runtime.evaluate",
-                json!({"expression": js, "returnByValue": true}),
-            )
-            .await;
-        if let Some(e) = r.get("exceptionDetails") {
-            panic!("{js}: {e}");
-        }
-        r["result"]["value"].clone()
-    }
-
-    /// Wait until the page at `path` has loaded.
-    async fn wait_path(&mut self, path: &str) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let v = self
-                .eval("document.readyState + ' ' + location.pathname + location.search")
-                .await;
-            let s = v.as_str().unwrap_or("").to_string();
-            if let Some(here) = s.strip_prefix("complete ")
-                && (here == path || here.starts_with(&format!("{path}?")))
-            {
-                return;
-            }
-            assert!(Instant::now() < deadline, "waiting for {path}, at {s}");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    async fn goto(&mut self, path: &str) {
-        let url = format!("{}{path}", self.base);
-        self.page("Page.navigate", json!({"url": url})).await;
-        let p = path.split('?').next().unwrap_or(path).to_string();
-        self.wait_path(&p).await;
-    }
-
-    async fn text(&mut self) -> String {
-        self.eval("document.body.innerText")
-            .await
-            .as_str()
-            .unwrap_or("")
-            .to_string()
-    }
-
-    /// Fill the form posting to `action` (text fields by name, `true`/`false` for checkboxes,
-    /// selects by value), click its submit button and wait for `then`.
-    async fn submit(&mut self, action: &str, fields: &[(&str, &str)], then: &str) {
-        let fields = serde_json::to_string(fields).expect("json");
-        let js = format!(
-            "(() => {{ const f = document.querySelector('form[action=\"{action}\"]'); \
-             for (const [k, v] of {fields}) {{ const el = f.elements[k]; \
-               if (el.type === 'checkbox') {{ el.checked = v === 'true'; }} else {{ el.value = v; }} }} \
-             f.querySelector('button[type=submit]').click(); return true; }})()"
-        );
-        self.eval(&js).await;
-        self.wait_path(then).await;
-    }
-
-    async fn shot(&mut self, name: &str) {
-        let r = self
-            .page("Page.captureScreenshot", json!({"format": "png"}))
-            .await;
-        let png = base64::engine::general_purpose::STANDARD
-            .decode(r["data"].as_str().unwrap_or(""))
-            .expect("png");
-        std::fs::write(self.shots.join(format!("{name}.png")), png).expect("save screenshot");
-    }
-
-    async fn close(mut self) {
-        let _ = tokio::time::timeout(
-            Duration::from_secs(5),
-            self.call(None, "Browser.close", json!({})),
-        )
-        .await;
-        let _ = tokio::time::timeout(Duration::from_secs(5), self.child.wait()).await;
-        let _ = self.child.kill().await;
-    }
-}
-
-async fn cli_run(db: &postern_web::Db, args: &[&str], stdin: &str) {
+async fn cli_run(db: &Db, args: &[&str], stdin: &str) {
     let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
     let mut input = Cursor::new(format!("{stdin}\n").into_bytes());
     let cfg = PanelConfig::default().with_default_alias_target("postmaster@example.net");
@@ -217,8 +32,37 @@ async fn cli_run(db: &postern_web::Db, args: &[&str], stdin: &str) {
         .unwrap_or_else(|e| panic!("{args:?}: {e}"));
 }
 
+async fn mailbox_exists(db: &Db, username: &str) -> bool {
+    let mut conn = db.pool.acquire().await.expect("connection");
+    postern_web::db::mailbox::get(&mut conn, db.engine, username)
+        .await
+        .expect("mailbox lookup")
+        .is_some()
+}
+
+async fn alias_exists(db: &Db, address: &str) -> bool {
+    let mut conn = db.pool.acquire().await.expect("connection");
+    postern_web::db::alias::get(&mut conn, db.engine, address)
+        .await
+        .expect("alias lookup")
+        .is_some()
+}
+
+/// Whether some row of the page's tables starts with the cells `cells`.
+fn has_row(rows: &[Vec<String>], cells: &[&str]) -> bool {
+    rows.iter()
+        .any(|r| r.len() >= cells.len() && r.iter().zip(cells).all(|(a, b)| a == b))
+}
+
+async fn log_in(b: &Chromium, user: &str, password: &str) {
+    b.goto("/login").await;
+    b.type_into("#username", user).await;
+    b.type_into("#password", password).await;
+    b.submit("/login").await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn admin_walks_through_the_panel_in_chromium() {
+async fn admin_and_domain_admin_walk_through_the_panel_in_chromium() {
     let dir = tempfile::tempdir().expect("tempdir");
     let url = format!("sqlite://{}", dir.path().join("panel.db").display());
     let db = connect(&url).await.expect("connect");
@@ -229,6 +73,13 @@ async fn admin_walks_through_the_panel_in_chromium() {
     )
     .await;
     cli_run(&db, &["domain", "add", "other.example"], "").await;
+    cli_run(&db, &["domain", "add", "brand.example"], "").await;
+    cli_run(
+        &db,
+        &["mailbox", "add", "bob@other.example", "--password-stdin"],
+        "bob-secret-1",
+    )
+    .await;
     let state = AppState::new(
         db.clone(),
         PanelConfig::default().with_default_alias_target("postmaster@example.net"),
@@ -244,109 +95,232 @@ async fn admin_walks_through_the_panel_in_chromium() {
         )
         .await;
     });
-    let mut b = Browser::start(format!("http://{addr}")).await;
+    let b = Chromium::start(format!("http://{addr}")).await;
 
+    // Log in: a wrong password is refused and the typed name kept; the right one gets in.
     b.goto("/login").await;
     b.shot("01-login").await;
-    b.submit(
-        "/login",
-        &[("username", ADMIN), ("password", ADMIN_PW)],
-        "/domains",
-    )
-    .await;
-    b.goto("/domains/new").await;
-    b.submit(
-        "/domains/new",
-        &[("domain", "shop.example"), ("description", "The shop")],
-        "/domains",
-    )
-    .await;
-    let t = b.text().await;
-    assert!(t.contains("shop.example") && t.contains("The shop"), "{t}");
-    b.shot("02-domains").await;
+    log_in(&b, ADMIN, "not the password").await;
+    b.assert_at("/login").await;
+    assert!(b.exists("p.alert").await, "{}", b.text().await);
+    assert_eq!(b.value_of("#username").await, ADMIN);
+    b.shot("02-login-refused").await;
+    log_in(&b, ADMIN, ADMIN_PW).await;
+    b.assert_at("/domains").await;
 
+    // A domain.
+    b.click_and_wait("a[href='/domains/new']").await;
+    b.type_into("#domain", "shop.example").await;
+    b.type_into("#description", "The shop").await;
+    b.shot("03-domain-form").await;
+    b.submit("/domains/new").await;
+    b.assert_at("/domains").await;
+    let rows = b.rows().await;
+    assert!(
+        has_row(&rows, &["shop.example", "The shop"]),
+        "domain list: {rows:?}"
+    );
+    b.shot("04-domains").await;
+
+    // A mailbox: an invalid name is refused, what was typed stays, the error is beside the field.
     b.goto("/mailboxes/new?domain=shop.example").await;
-    b.submit(
-        "/mailboxes/new",
-        &[
-            ("local_part", "anna"),
-            ("password", "anna-secret"),
-            ("password_repeat", "anna-secret"),
-            ("name", "Anna"),
-        ],
-        "/mailboxes",
-    )
-    .await;
-    let t = b.text().await;
-    assert!(t.contains("anna@shop.example"), "{t}");
-    b.shot("03-mailboxes").await;
+    b.type_into("#local_part", "anna smith!").await;
+    b.type_into("#password", "anna-secret-1").await;
+    b.type_into("#password_repeat", "anna-secret-1").await;
+    b.type_into("#name", "Anna Smith").await;
+    b.submit("/mailboxes/new").await;
+    b.assert_at("/mailboxes/new").await;
+    assert_eq!(b.status().await, 422);
+    assert_eq!(b.value_of("#local_part").await, "anna smith!");
+    assert_eq!(b.value_of("#name").await, "Anna Smith");
+    assert_eq!(b.value_of("#domain").await, "shop.example");
+    assert!(
+        b.exists(".field.invalid > #local_part").await,
+        "the local part is not marked invalid"
+    );
+    let err = b.text_of(".field.invalid .error").await;
+    assert!(!err.is_empty(), "no error text beside the local part");
+    assert!(
+        !b.exists(".field.invalid > #name").await,
+        "the valid name is marked invalid"
+    );
+    assert_eq!(
+        b.value_of("#password").await,
+        "",
+        "a password was sent back"
+    );
+    b.shot("05-mailbox-invalid").await;
+    b.type_into("#local_part", "anna").await;
+    b.type_into("#password", "anna-secret-1").await;
+    b.type_into("#password_repeat", "anna-secret-1").await;
+    b.submit("/mailboxes/new").await;
+    b.assert_at("/mailboxes").await;
+    let rows = b.rows().await;
+    assert!(
+        has_row(&rows, &["anna@shop.example", "Anna Smith"]),
+        "mailbox list: {rows:?}"
+    );
+    assert!(b.text().await.contains("anna@shop.example was created"));
+    assert!(mailbox_exists(&db, "anna@shop.example").await);
+    b.shot("06-mailboxes").await;
 
+    // An alias with two targets, one per line of the textarea.
     b.goto("/aliases/new?domain=shop.example").await;
-    b.submit(
-        "/aliases/new",
-        &[
-            ("local_part", "sales"),
-            ("goto", "anna@shop.example\nboss@elsewhere.example"),
-        ],
-        "/aliases",
-    )
-    .await;
-    let t = b.text().await;
+    b.type_into("#local_part", "sales").await;
+    b.type_into("#goto", "anna@shop.example\nboss@elsewhere.example")
+        .await;
+    b.submit("/aliases/new").await;
+    b.assert_at("/aliases").await;
+    let rows = b.rows().await;
     assert!(
-        t.contains("sales@shop.example") && t.contains("boss@elsewhere.example"),
-        "{t}"
+        has_row(
+            &rows,
+            &[
+                "sales@shop.example",
+                "anna@shop.example\nboss@elsewhere.example"
+            ]
+        ),
+        "alias list: {rows:?}"
     );
-    b.shot("04-aliases").await;
+    b.shot("07-aliases").await;
 
+    // An alias domain: mail for brand.example goes to the same address at shop.example.
     b.goto("/alias-domains/new").await;
-    b.submit(
-        "/alias-domains/new",
-        &[
-            ("alias_domain", "other.example"),
-            ("target_domain", "shop.example"),
-        ],
-        "/alias-domains",
-    )
-    .await;
-    let t = b.text().await;
+    b.choose("#alias_domain", "brand.example").await;
+    b.choose("#target_domain", "shop.example").await;
+    b.submit("/alias-domains/new").await;
+    b.assert_at("/alias-domains").await;
+    let rows = b.rows().await;
     assert!(
-        t.contains("other.example") && t.contains("was created"),
-        "{t}"
+        has_row(&rows, &["brand.example", "shop.example"]),
+        "alias domain list: {rows:?}"
     );
-    b.shot("05-alias-domains").await;
+    b.shot("08-alias-domains").await;
+
+    // Delete, with the confirmation step: first cancel, then confirm.
+    b.goto("/aliases?domain=shop.example").await;
+    let delete_link = "a[href^='/aliases/delete'][href*='sales']";
+    b.click_and_wait(delete_link).await;
+    b.assert_at("/aliases/delete").await;
+    assert!(
+        b.text().await.contains("sales@shop.example"),
+        "the confirmation does not name the alias"
+    );
+    assert!(
+        alias_exists(&db, "sales@shop.example").await,
+        "deleted before confirming"
+    );
+    b.shot("09-delete-confirm").await;
+    b.click_and_wait("form[action='/aliases/delete'] a").await;
+    b.assert_at("/aliases").await;
+    assert!(
+        alias_exists(&db, "sales@shop.example").await,
+        "cancel deleted"
+    );
+    b.click_and_wait(delete_link).await;
+    b.submit("/aliases/delete").await;
+    b.assert_at("/aliases").await;
+    assert!(b.text().await.contains("sales@shop.example was deleted"));
+    let rows = b.rows().await;
+    assert!(
+        !rows
+            .iter()
+            .any(|r| r.first().is_some_and(|c| c == "sales@shop.example")),
+        "alias still listed: {rows:?}"
+    );
+    assert!(!alias_exists(&db, "sales@shop.example").await);
+    b.shot("10-deleted").await;
 
     // A domain admin for other.example only.
     b.goto("/admins/new").await;
-    b.submit(
-        "/admins/new",
-        &[
-            ("username", "da@other.example"),
-            ("password", "da-password"),
-            ("password_repeat", "da-password"),
-            ("domains", "other.example"),
-        ],
-        "/admins",
-    )
-    .await;
-    b.submit("/logout", &[], "/login").await;
-    b.submit(
-        "/login",
-        &[
-            ("username", "da@other.example"),
-            ("password", "da-password"),
-        ],
-        "/domains",
-    )
-    .await;
-    let t = b.text().await;
+    b.type_into("#username", DA).await;
+    b.type_into("#password", DA_PW).await;
+    b.type_into("#password_repeat", DA_PW).await;
+    b.choose("#domains", "other.example").await;
+    b.submit("/admins/new").await;
+    b.assert_at("/admins").await;
     assert!(
-        t.contains("other.example") && !t.contains("shop.example"),
-        "{t}"
+        b.text().await.contains(DA),
+        "admin list: {}",
+        b.text().await
     );
-    b.goto("/mailboxes?domain=shop.example").await;
-    let t = b.text().await;
-    assert!(t.contains("403 Forbidden") && !t.contains("anna@"), "{t}");
-    b.shot("06-domain-admin-forbidden").await;
+    b.submit("/logout").await;
+    b.assert_at("/login").await;
+
+    log_in(&b, DA, DA_PW).await;
+    b.assert_at("/domains").await;
+    let rows = b.rows().await;
+    assert!(has_row(&rows, &["other.example"]), "domains: {rows:?}");
+    for list in ["/domains", "/mailboxes", "/aliases", "/alias-domains"] {
+        b.goto(list).await;
+        assert_eq!(b.status().await, 200, "{list}");
+        let t = b.text().await;
+        if list != "/alias-domains" {
+            assert!(
+                t.contains("other.example"),
+                "{list} hides other.example: {t}"
+            );
+        }
+        for foreign in ["shop.example", "brand.example"] {
+            assert!(!t.contains(foreign), "{list} shows {foreign} to {DA}: {t}");
+        }
+    }
+    b.goto("/mailboxes").await;
+    assert!(has_row(&b.rows().await, &["bob@other.example"]));
+    b.shot("11-domain-admin-mailboxes").await;
+
+    // Forged URLs for shop.example.
+    for path in [
+        "/mailboxes?domain=shop.example",
+        "/mailboxes/edit?username=anna%40shop.example",
+        "/mailboxes/delete?username=anna%40shop.example",
+        "/domains/edit?domain=shop.example",
+    ] {
+        b.goto(path).await;
+        assert_eq!(b.status().await, 403, "{path}");
+        let t = b.text().await;
+        assert!(
+            t.contains("403 Forbidden") && !t.contains("anna"),
+            "{path}: {t}"
+        );
+    }
+    b.shot("12-forged-url-forbidden").await;
+
+    // A forged form: the alias form with shop.example slipped into its domain select.
+    b.goto("/aliases/new").await;
+    b.js_with(
+        "const s = document.querySelector('#domain'); s.add(new Option(arguments[0], arguments[0])); \
+         return null;",
+        json!("shop.example"),
+    )
+    .await;
+    b.choose("#domain", "shop.example").await;
+    b.type_into("#local_part", "evil").await;
+    b.type_into("#goto", "thief@elsewhere.example").await;
+    b.submit("/aliases/new").await;
+    assert_eq!(b.status().await, 403);
+    assert!(b.text().await.contains("403 Forbidden"));
+    assert!(
+        !alias_exists(&db, "evil@shop.example").await,
+        "forged alias created"
+    );
+    // A forged confirmation: bob's delete form, pointed at anna.
+    b.goto("/mailboxes/delete?username=bob%40other.example")
+        .await;
+    b.js_with(
+        "document.querySelector(\"form[action='/mailboxes/delete'] input[name=username]\").value = \
+         arguments[0]; return null;",
+        json!("anna@shop.example"),
+    )
+    .await;
+    b.submit("/mailboxes/delete").await;
+    assert_eq!(b.status().await, 403);
+    b.shot("13-forged-form-forbidden").await;
+    assert!(
+        mailbox_exists(&db, "anna@shop.example").await,
+        "forged delete went through"
+    );
+    assert!(mailbox_exists(&db, "bob@other.example").await);
 
     b.close().await;
     server.abort();
