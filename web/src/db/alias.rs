@@ -5,7 +5,7 @@
 
 use sqlx::{AnyConnection, Row};
 
-use super::{Engine, Page, Scope, bool_lit, like_pattern};
+use super::{Engine, Listing, Page, Scope, bool_lit, like_pattern};
 
 /// An `alias` row to insert.
 #[derive(Clone, Debug)]
@@ -88,7 +88,7 @@ fn filter(scope: &Scope, domain: &str, q: &str, hide_mailboxes: bool) -> super::
     if !q.trim().is_empty() {
         let p = like_pattern(q);
         w.and(
-            "LOWER(a.address) LIKE ? ESCAPE '!' OR LOWER(a.goto) LIKE ? ESCAPE '!'",
+            "a.address ILIKE ? ESCAPE '!' OR a.goto ILIKE ? ESCAPE '!'",
             &[&p, &p],
         );
     }
@@ -108,9 +108,21 @@ fn filter(scope: &Scope, domain: &str, q: &str, hide_mailboxes: bool) -> super::
     w
 }
 
+/// A page of aliases: the row for each key (whether it is a mailbox's own row looked up per
+/// row).
+const LISTING: Listing = Listing {
+    from: "alias a",
+    key: "a.address",
+    order: &["a.domain", "a.address"],
+    columns: "a.address, a.goto, a.domain, BOOL(a.active) AS active, \
+        (SELECT COUNT(*) FROM mailbox m WHERE m.username = a.address) AS is_mailbox",
+    // `goto` is TEXT on MySQL, in no index; hiding mailboxes' own rows is a look-up per row.
+    ordered_search: false,
+};
+
 /// Aliases visible in `scope`, in `domain` (empty: every domain), whose address or targets
-/// contain `q`: one page and the total number of matches. `hide_mailboxes` leaves out
-/// mailboxes' own rows. The page's keys are chosen first (see `mailbox::list`).
+/// contain `q` (case-insensitive): one page and the total number of matches
+/// (see [`Listing::fetch`]). `hide_mailboxes` leaves out mailboxes' own rows.
 pub async fn list(
     conn: &mut AnyConnection,
     e: Engine,
@@ -121,37 +133,12 @@ pub async fn list(
     hide_mailboxes: bool,
 ) -> Result<(Vec<AliasRow>, i64), sqlx::Error> {
     let w = filter(scope, domain, q, hide_mailboxes);
-    let cond = w.sql();
-    let total: i64 = w
-        .bind_scalar(sqlx::query_scalar(
-            e.sql(&format!("SELECT COUNT(*) FROM alias a WHERE {cond}")),
-        ))
-        .fetch_one(&mut *conn)
-        .await?;
-    let (lim, off) = (w.next(), w.next() + 1);
-    let rows = w
-        .bind(sqlx::query(e.sql(&format!(
-            "SELECT a.address, a.goto, a.domain, BOOL(a.active) AS active, \
-             (SELECT COUNT(*) FROM mailbox m WHERE m.username = a.address) AS is_mailbox \
-             FROM alias a JOIN (SELECT a.address AS k FROM alias a WHERE {cond} \
-               ORDER BY a.domain, a.address LIMIT ${lim} OFFSET ${off}) pg ON pg.k = a.address \
-             ORDER BY a.domain, a.address"
-        ))))
-        .bind(page.limit)
-        .bind(page.offset)
-        .fetch_all(conn)
+    let (rows, total) = LISTING
+        .fetch(conn, e, &w, !q.trim().is_empty(), page)
         .await?;
     let rows = rows
         .iter()
-        .map(|r| {
-            Ok(AliasRow {
-                address: r.try_get("address")?,
-                goto: r.try_get("goto")?,
-                domain: r.try_get("domain")?,
-                active: r.try_get::<i64, _>("active")? != 0,
-                is_mailbox: r.try_get::<i64, _>("is_mailbox")? != 0,
-            })
-        })
+        .map(alias_row)
         .collect::<Result<Vec<_>, sqlx::Error>>()?;
     Ok((rows, total))
 }

@@ -4,7 +4,7 @@
 
 use sqlx::{AnyConnection, Row};
 
-use super::{Engine, Page, Scope, bool_lit, like_pattern};
+use super::{Engine, Listing, Page, Scope, bool_lit, like_pattern};
 
 /// A `mailbox` row to insert, exactly as PostfixAdmin writes it.
 #[derive(Clone, Debug)]
@@ -136,7 +136,7 @@ fn filter(scope: &Scope, domain: &str, q: &str) -> super::Where {
     if !q.trim().is_empty() {
         let p = like_pattern(q);
         w.and(
-            "LOWER(m.username) LIKE ? ESCAPE '!' OR LOWER(m.name) LIKE ? ESCAPE '!'",
+            "m.username ILIKE ? ESCAPE '!' OR m.name ILIKE ? ESCAPE '!'",
             &[&p, &p],
         );
     }
@@ -150,9 +150,22 @@ fn filter(scope: &Scope, domain: &str, q: &str) -> super::Where {
     w
 }
 
+/// A page of mailboxes: the row for each key (usage and forwarding looked up per row).
+const LISTING: Listing = Listing {
+    from: "mailbox m",
+    key: "m.username",
+    order: &["m.domain", "m.username"],
+    columns: "m.username, m.name, m.maildir, m.quota, m.domain, BOOL(m.active) AS active, \
+        BOOL(m.smtp_active) AS smtp_active, TSTEXT(m.modified) AS modified, \
+        INT(COALESCE((SELECT q.bytes FROM quota2 q WHERE q.username = m.username), 0)) AS used, \
+        COALESCE((SELECT a.goto FROM alias a WHERE a.address = m.username), '') AS goto",
+    // (domain, username, name) on SQLite and MySQL; PostgreSQL searches by trigram indexes.
+    ordered_search: true,
+};
+
 /// Mailboxes visible in `scope`, in `domain` (empty: every domain), whose address or name
-/// contains `q`: one page and the total number of matches. The page's keys are chosen first,
-/// so per-row lookups (usage, forwarding) run for the page only, however deep it is.
+/// contains `q` (case-insensitive): one page and the total number of matches
+/// (see [`Listing::fetch`]).
 pub async fn list(
     conn: &mut AnyConnection,
     e: Engine,
@@ -162,27 +175,8 @@ pub async fn list(
     page: Page,
 ) -> Result<(Vec<MailboxRow>, i64), sqlx::Error> {
     let w = filter(scope, domain, q);
-    let cond = w.sql();
-    let total: i64 = w
-        .bind_scalar(sqlx::query_scalar(
-            e.sql(&format!("SELECT COUNT(*) FROM mailbox m WHERE {cond}")),
-        ))
-        .fetch_one(&mut *conn)
-        .await?;
-    let (lim, off) = (w.next(), w.next() + 1);
-    let rows = w
-        .bind(sqlx::query(e.sql(&format!(
-            "SELECT m.username, m.name, m.maildir, m.quota, m.domain, BOOL(m.active) AS active, \
-             BOOL(m.smtp_active) AS smtp_active, TSTEXT(m.modified) AS modified, \
-             INT(COALESCE((SELECT q.bytes FROM quota2 q WHERE q.username = m.username), 0)) AS used, \
-             COALESCE((SELECT a.goto FROM alias a WHERE a.address = m.username), '') AS goto \
-             FROM mailbox m JOIN (SELECT m.username AS k FROM mailbox m WHERE {cond} \
-               ORDER BY m.domain, m.username LIMIT ${lim} OFFSET ${off}) pg ON pg.k = m.username \
-             ORDER BY m.domain, m.username"
-        ))))
-        .bind(page.limit)
-        .bind(page.offset)
-        .fetch_all(conn)
+    let (rows, total) = LISTING
+        .fetch(conn, e, &w, !q.trim().is_empty(), page)
         .await?;
     let rows = rows
         .iter()

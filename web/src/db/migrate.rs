@@ -64,6 +64,22 @@ const MIGRATIONS: &[Migration] = &[
     migration!(1856, "1856_admin_preferences.sql"),
 ];
 
+/// Postern's own indexes for the panel's listings (`postern_indexes.sql`). Not a PostfixAdmin
+/// revision — a number of ours would collide with a future PostfixAdmin one — so nothing is
+/// stamped: after the versioned steps every run creates whichever are missing
+/// ([`apply_postern_indexes`]). PostfixAdmin ignores them.
+const POSTERN_INDEXES: Migration = Migration {
+    revision: 0,
+    name: "postern_indexes.sql",
+    sqlite: include_str!("../../../migrations/sqlite/postern_indexes.sql"),
+    mysql: include_str!("../../../migrations/mysql/postern_indexes.sql"),
+    postgres: include_str!("../../../migrations/postgres/postern_indexes.sql"),
+};
+
+/// PostgreSQL's trigram indexes for substring searches, needing the `pg_trgm` extension. Optional:
+/// where the extension cannot be created the file is rolled back with a warning.
+const POSTGRES_TRGM: &str = include_str!("../../../migrations/postgres/postern_trgm.sql");
+
 /// PostfixAdmin 3.3 databases at 1844..=1846 differ from 1847 only in MySQL character sets
 /// (upgrade_1845, upgrade_1847_mysql); this brings them to 1847.
 const CATCH_UP_3_3: Migration = Migration {
@@ -162,6 +178,14 @@ pub enum MigrateError {
         #[source]
         source: sqlx::Error,
     },
+    #[error("Postern's indexes ({file}, {engine}) failed at statement {index}: {source}")]
+    PosternIndex {
+        file: &'static str,
+        engine: &'static str,
+        index: usize,
+        #[source]
+        source: sqlx::Error,
+    },
     #[error("database error while migrating: {0}")]
     Db(#[from] sqlx::Error),
 }
@@ -244,6 +268,9 @@ async fn run_locked(
             Step::Skipped(now) => current = now,
         }
     }
+    if current == NEWEST {
+        apply_postern_indexes(engine, conn).await?;
+    }
     Ok(MigrateReport {
         from,
         to: current,
@@ -321,6 +348,87 @@ async fn apply_mysql(
     }
     stamp(step.revision, conn).await?;
     Ok(Step::Applied)
+}
+
+/// Creates whichever of Postern's own indexes are missing ([`POSTERN_INDEXES`]): `IF NOT EXISTS`
+/// on SQLite and PostgreSQL (plus the optional trigram indexes there), a look-up in
+/// `information_schema.statistics` before each `ALTER TABLE` on MySQL.
+async fn apply_postern_indexes(
+    engine: Engine,
+    conn: &mut AnyConnection,
+) -> Result<(), MigrateError> {
+    let failed = |index: usize| {
+        move |source| MigrateError::PosternIndex {
+            file: POSTERN_INDEXES.name,
+            engine: engine.dir(),
+            index,
+            source,
+        }
+    };
+    let sql = statements(POSTERN_INDEXES.sql(engine));
+    if engine == Engine::MySql {
+        for (i, stmt) in sql.into_iter().enumerate() {
+            if let Some((table, index)) = mysql_added_index(stmt) {
+                let present: i64 = sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM information_schema.statistics \
+                     WHERE table_schema = DATABASE() AND table_name = ? AND index_name = ?",
+                )
+                .bind(table)
+                .bind(index)
+                .fetch_one(&mut *conn)
+                .await
+                .map_err(failed(i + 1))?;
+                if present > 0 {
+                    continue;
+                }
+            }
+            if let Err(source) = sqlx::raw_sql(stmt).execute(&mut *conn).await
+                && !mysql_already_done(&source)
+            {
+                return Err(failed(i + 1)(source));
+            }
+        }
+        return Ok(());
+    }
+    let mut tx = conn.begin().await?;
+    for (i, stmt) in sql.into_iter().enumerate() {
+        sqlx::raw_sql(stmt)
+            .execute(&mut *tx)
+            .await
+            .map_err(failed(i + 1))?;
+    }
+    tx.commit().await?;
+    if engine == Engine::Postgres {
+        let mut tx = conn.begin().await?;
+        let mut error = None;
+        for stmt in statements(POSTGRES_TRGM) {
+            if let Err(e) = sqlx::raw_sql(stmt).execute(&mut *tx).await {
+                error = Some(e);
+                break;
+            }
+        }
+        match error {
+            None => tx.commit().await?,
+            Some(e) => {
+                tx.rollback().await?;
+                tracing::warn!(
+                    error = %e,
+                    "pg_trgm trigram indexes not created (postern_trgm.sql): mailbox and alias \
+                     searches will scan their tables"
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The table and index an ``ALTER TABLE `t` ADD INDEX `name` (…)`` statement adds.
+fn mysql_added_index(stmt: &str) -> Option<(&str, &str)> {
+    let rest = stmt.trim_start().strip_prefix("ALTER TABLE `")?;
+    let (table, rest) = rest.split_once('`')?;
+    let rest = rest.trim_start().strip_prefix("ADD INDEX `")?;
+    let (index, _) = rest.split_once('`')?;
+    Some((table, index))
 }
 
 /// MySQL errors that mean "this DDL already ran": a rerun after a half-applied file.
@@ -699,6 +807,25 @@ mod tests {
         }
     }
 
+    /// Every MySQL statement of Postern's index file names its table and index, so a run
+    /// can see it is there before touching the table.
+    #[test]
+    fn postern_mysql_indexes_are_looked_up() {
+        let stmts = statements(POSTERN_INDEXES.mysql);
+        assert!(!stmts.is_empty());
+        for stmt in stmts {
+            assert!(mysql_added_index(stmt).is_some(), "{stmt}");
+        }
+        assert_eq!(
+            mysql_added_index("ALTER TABLE `mailbox` ADD INDEX `x_y` (`domain`)"),
+            Some(("mailbox", "x_y"))
+        );
+        assert_eq!(
+            mysql_added_index("CREATE INDEX x ON mailbox (domain)"),
+            None
+        );
+    }
+
     #[test]
     fn splits_statements() {
         let sql = "-- head\n\nCREATE TABLE a (x int);\n-- note;\nINSERT INTO a VALUES (1);\n\
@@ -805,6 +932,8 @@ mod tests {
             "totp_exception_address.ip_user",
             "domain_admins.idx_domadm_user_domain_active",
             "fetchmail.idx_fetchmail_domain",
+            "mailbox.postern_mailbox_domain_username_name",
+            "alias.postern_alias_domain_address",
         ] {
             assert!(idx.iter().any(|i| i == want), "{want} missing from {idx:?}");
         }
@@ -1020,6 +1149,34 @@ mod tests {
             assert_eq!((report.from, report.to), (start, NEWEST), "{db}");
             let again = run(&pool).await.unwrap_or_else(|e| panic!("{e}"));
             assert!(again.applied.is_empty());
+            // Postern's own indexes, created once and found again by the second run.
+            let sql = match engine {
+                Engine::Postgres => {
+                    "SELECT CAST(indexname AS TEXT) FROM pg_indexes WHERE schemaname = current_schema() \
+                     AND indexname LIKE 'postern!_%' ESCAPE '!' ORDER BY indexname"
+                }
+                _ => {
+                    "SELECT DISTINCT index_name FROM information_schema.statistics \
+                     WHERE table_schema = DATABASE() AND index_name LIKE 'postern!_%' ESCAPE '!' \
+                     ORDER BY index_name"
+                }
+            };
+            let indexes: Vec<String> = sqlx::query_scalar(sql)
+                .fetch_all(&pool)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            let want: &[&str] = match engine {
+                Engine::Postgres => &[
+                    "postern_alias_address_trgm",
+                    "postern_alias_domain_address",
+                    "postern_alias_goto_trgm",
+                    "postern_mailbox_domain_username",
+                    "postern_mailbox_name_trgm",
+                    "postern_mailbox_username_trgm",
+                ],
+                _ => &["postern_domain_username_name"],
+            };
+            assert_eq!(indexes, want, "{engine} {db}");
             let schema = match engine {
                 Engine::Postgres => "current_schema()",
                 _ => "DATABASE()",
@@ -1061,6 +1218,91 @@ mod tests {
     async fn postgres_fresh_and_upgraded_match() {
         let url = super::test_peers::server_url(super::test_peers::Peer::Postgres);
         server_roundtrip(Engine::Postgres, &url).await;
+    }
+
+    /// The trigram indexes need `pg_trgm`: a database owner without superuser rights creates
+    /// it (a trusted extension since PostgreSQL 13); a role that may create tables but not
+    /// extensions still migrates, with the b-tree indexes only.
+    #[tokio::test]
+    async fn postgres_trigram_indexes_for_owner_and_without_create_rights() {
+        use rand::RngCore;
+        let url = super::test_peers::server_url(super::test_peers::Peer::Postgres);
+        sqlx::any::install_default_drivers();
+        let admin = AnyPoolOptions::new()
+            .max_connections(1)
+            .connect(&url)
+            .await
+            .unwrap_or_else(|e| panic!("{url}: {e}"));
+        let base = url.rsplit_once('/').map_or(url.as_str(), |(b, _)| b);
+        let host = base.rsplit_once('@').map_or(base, |(_, h)| h);
+        let tag = rand::rng().next_u32();
+        for (owner, want_trgm) in [(true, true), (false, false)] {
+            let (role, db) = (
+                format!("p_role_{tag}_{owner}"),
+                format!("p_trgm_{tag}_{owner}"),
+            );
+            let mut setup = vec![
+                format!("CREATE ROLE {role} LOGIN NOSUPERUSER NOCREATEDB"),
+                format!("CREATE DATABASE {db}"),
+            ];
+            if owner {
+                setup.push(format!("ALTER DATABASE {db} OWNER TO {role}"));
+            }
+            for sql in setup {
+                if let Err(e) = sqlx::raw_sql(AssertSqlSafe(sql.clone()))
+                    .execute(&admin)
+                    .await
+                {
+                    panic!("{sql}: {e}");
+                }
+            }
+            if !owner {
+                // Tables yes (PostgreSQL 15 grants nothing on `public` by default), extensions no.
+                let db_admin = AnyPoolOptions::new()
+                    .max_connections(1)
+                    .connect(&format!("{base}/{db}"))
+                    .await
+                    .unwrap_or_else(|e| panic!("{db}: {e}"));
+                let sql = format!("GRANT CREATE ON SCHEMA public TO {role}");
+                if let Err(e) = sqlx::raw_sql(AssertSqlSafe(sql)).execute(&db_admin).await {
+                    panic!("grant: {e}");
+                }
+                db_admin.close().await;
+            }
+            let pool = AnyPoolOptions::new()
+                .max_connections(1)
+                .connect(&format!("postgres://{role}@{host}/{db}"))
+                .await
+                .unwrap_or_else(|e| panic!("{role}: {e}"));
+            let report = run(&pool).await.unwrap_or_else(|e| panic!("{role}: {e}"));
+            assert_eq!(report.to, NEWEST);
+            let again = run(&pool)
+                .await
+                .unwrap_or_else(|e| panic!("{role}, again: {e}"));
+            assert!(again.applied.is_empty());
+            let indexes: Vec<String> = sqlx::query_scalar(
+                "SELECT CAST(indexname AS TEXT) FROM pg_indexes \
+                 WHERE indexname LIKE 'postern!_%' ESCAPE '!' ORDER BY indexname",
+            )
+            .fetch_all(&pool)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+            let trgm = indexes.iter().filter(|i| i.ends_with("_trgm")).count();
+            assert_eq!(trgm, if want_trgm { 4 } else { 0 }, "{role}: {indexes:?}");
+            assert!(
+                indexes.contains(&"postern_mailbox_domain_username".to_string()),
+                "{role}: {indexes:?}"
+            );
+            pool.close().await;
+            for sql in [format!("DROP DATABASE {db}"), format!("DROP ROLE {role}")] {
+                if let Err(e) = sqlx::raw_sql(AssertSqlSafe(sql.clone()))
+                    .execute(&admin)
+                    .await
+                {
+                    panic!("{sql}: {e}");
+                }
+            }
+        }
     }
 
     #[tokio::test]

@@ -12,7 +12,11 @@
 //! * `BOOL(col)` reads a boolean column as an integer 0/1 (MySQL/SQLite `tinyint`, PostgreSQL
 //!   `boolean`);
 //! * `INT(expr)` reads an aggregate as a 64-bit integer (`SUM` is `numeric`/`DECIMAL` on
-//!   PostgreSQL/MySQL, which `Any` cannot decode).
+//!   PostgreSQL/MySQL, which `Any` cannot decode);
+//! * `col ILIKE $n` is a case-insensitive `LIKE`: PostgreSQL's `ILIKE` (which its `pg_trgm`
+//!   indexes serve), plain `LIKE` elsewhere — SQLite's `LIKE` folds ASCII case as its `LOWER`
+//!   does, and MySQL compares in the column's collation, `_ci` throughout PostfixAdmin's schema.
+//!   So a search needs no `LOWER(col)`, which costs a call per row and defeats indexes.
 //!
 //! Boolean values are written as the SQL literals `'1'`/`'0'`, which all three engines accept.
 //! Nothing here interpolates user input into SQL text: values are always bound.
@@ -134,6 +138,12 @@ impl Engine {
             } else if let (true, Some((arg, after))) = (at_word_start, macro_arg(tail, "BOOL(")) {
                 out.push_str(&format!("(CASE WHEN {arg} = '1' THEN 1 ELSE 0 END)"));
                 rest = after;
+            } else if let (true, Some(after)) = (at_word_start, tail.strip_prefix("ILIKE ")) {
+                match self {
+                    Engine::Postgres => out.push_str("ILIKE "),
+                    Engine::Sqlite | Engine::MySql => out.push_str("LIKE "),
+                }
+                rest = after;
             } else if let (true, Some((arg, after))) = (at_word_start, macro_arg(tail, "INT(")) {
                 match self {
                     Engine::Postgres => out.push_str(&format!("CAST({arg} AS BIGINT)")),
@@ -193,7 +203,8 @@ pub fn bool_lit(b: bool) -> &'static str {
 }
 
 /// Escape a user's search text for `LIKE … ESCAPE '!'` and wrap it in `%…%`, lower-cased
-/// (queries compare against `LOWER(col)` so the search is case-insensitive on every engine).
+/// (compared with `LOWER(col) LIKE` or the neutral `col ILIKE`, so the search is
+/// case-insensitive on every engine).
 pub fn like_pattern(q: &str) -> String {
     let mut p = String::with_capacity(q.len() + 2);
     p.push('%');
@@ -305,6 +316,160 @@ impl Page {
             offset: (n - 1).saturating_mul(size),
         }
     }
+
+    /// The same rows of `total`, counted from whichever end is nearer: the page in that order
+    /// and whether it is the descending one. An engine steps over every skipped index entry,
+    /// so the last page of 100 000 rows costs what the first does.
+    pub fn from_nearer_end(self, total: i64) -> (Page, bool) {
+        let end = self.offset.saturating_add(self.limit).min(total);
+        if self.offset <= 0 || end <= self.offset || total - end >= self.offset {
+            return (self, false);
+        }
+        (
+            Page {
+                limit: end - self.offset,
+                offset: total - end,
+            },
+            true,
+        )
+    }
+}
+
+/// The shape of a paginated listing: `SELECT {columns} FROM {from} JOIN (page keys) …`.
+/// Every part is constant SQL text in the neutral dialect; input only ever arrives through a
+/// [`Where`]'s bound values.
+pub(crate) struct Listing {
+    /// `table alias`, e.g. `mailbox m`.
+    pub from: &'static str,
+    /// The key column, unique in the table, e.g. `m.username`.
+    pub key: &'static str,
+    /// The sort columns, ending with the key: the order of the pages.
+    pub order: &'static [&'static str],
+    /// The columns the caller reads (the row for each key).
+    pub columns: &'static str,
+    /// Whether a b-tree in page order holds every column a search reads (see
+    /// [`Listing::fetch`]); when not, stepping through it costs a table look-up per row.
+    pub ordered_search: bool,
+}
+
+impl Listing {
+    /// How many matches beyond the page a search counts in the pass that finds the page.
+    const SEARCH_SLACK: i64 = 1000;
+
+    /// One page of the rows matching `w` and the number of them.
+    ///
+    /// A plain listing counts first (an index scan), then picks the page's keys from the
+    /// nearer end of the index ([`Page::from_nearer_end`]).
+    ///
+    /// A search (`search`: conditions no b-tree serves) collects matches in a subquery, counts
+    /// them with `COUNT(*) OVER ()` and keeps the page, so the rows are read once. The
+    /// subquery's `LIMIT` makes it a fence every engine plans on its own: PostgreSQL takes
+    /// sparse matches from its trigram indexes, MariaDB scans the table rather than stepping
+    /// through a non-covering index in page order with a look-up per row.
+    ///
+    /// Where an index in page order covers the search (`ordered_search`), the subquery reads at
+    /// most `cap` = offset + limit + [`Self::SEARCH_SLACK`] matches in page order. Fewer than
+    /// `cap` means that was all of them, and the count is exact after one pass; otherwise (a
+    /// search most rows match) the pass stopped early and a separate `COUNT(*)` gives the total,
+    /// rather than sorting every row to count them. Elsewhere the subquery takes every match.
+    ///
+    /// Either way the keys are chosen before the rows are read, so per-row subqueries in
+    /// `columns` run for one page only, however deep it is.
+    ///
+    /// On PostgreSQL the statements are not kept prepared: it would switch a prepared statement
+    /// to a generic plan after five runs, one made without the search text or the limits, and
+    /// that plan walks the whole domain index (20 times slower than the trigram plan).
+    pub(crate) async fn fetch(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        e: Engine,
+        w: &Where,
+        search: bool,
+        page: Page,
+    ) -> Result<(Vec<sqlx::any::AnyRow>, i64), sqlx::Error> {
+        use sqlx::Row;
+        let (from, key, cond, cols) = (self.from, self.key, w.sql(), self.columns);
+        let count = format!("SELECT COUNT(*) FROM {from} WHERE {cond}");
+        // PostgreSQL only (see above): a prepared statement used once costs MariaDB a round
+        // trip per request and more.
+        let keep = e != Engine::Postgres;
+        let asc = self.order.join(", ");
+        if search {
+            let (cap, lim, off) = (w.next(), w.next() + 1, w.next() + 2);
+            let picked = self
+                .order
+                .iter()
+                .enumerate()
+                .map(|(i, c)| format!("{c} AS o{i}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let by = (0..self.order.len())
+                .map(|i| format!("s.o{i}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let (in_order, cap_rows) = if self.ordered_search {
+                let cap = page.offset.saturating_add(page.limit);
+                (
+                    format!("ORDER BY {asc} "),
+                    cap.saturating_add(Self::SEARCH_SLACK),
+                )
+            } else {
+                (String::new(), i64::MAX)
+            };
+            let sql = format!(
+                "SELECT {cols}, INT(pg.total) AS list_total FROM {from} JOIN \
+                 (SELECT s.k AS k, COUNT(*) OVER () AS total FROM \
+                   (SELECT {key} AS k, {picked} FROM {from} WHERE {cond} {in_order}\
+                    LIMIT ${cap}) s \
+                  ORDER BY {by} LIMIT ${lim} OFFSET ${off}) pg ON pg.k = {key} ORDER BY {asc}"
+            );
+            let rows = w
+                .bind(sqlx::query(e.sql(&sql)).persistent(keep))
+                .bind(cap_rows)
+                .bind(page.limit)
+                .bind(page.offset)
+                .fetch_all(&mut *conn)
+                .await?;
+            let seen: Option<i64> = rows.first().map(|r| r.try_get("list_total")).transpose()?;
+            let total = match seen {
+                Some(n) if n < cap_rows => n,
+                None if page.offset == 0 => 0,
+                // Dense matches, or a page past the last one.
+                _ => {
+                    w.bind_scalar(sqlx::query_scalar(e.sql(&count)).persistent(keep))
+                        .fetch_one(conn)
+                        .await?
+                }
+            };
+            return Ok((rows, total));
+        }
+        let (lim, off) = (w.next(), w.next() + 1);
+        let total: i64 = w
+            .bind_scalar(sqlx::query_scalar(e.sql(&count)).persistent(keep))
+            .fetch_one(&mut *conn)
+            .await?;
+        let (page, desc) = page.from_nearer_end(total);
+        let keys_order = if desc {
+            self.order
+                .iter()
+                .map(|c| format!("{c} DESC"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        } else {
+            asc.clone()
+        };
+        let sql = format!(
+            "SELECT {cols} FROM {from} JOIN (SELECT {key} AS k FROM {from} WHERE {cond} \
+               ORDER BY {keys_order} LIMIT ${lim} OFFSET ${off}) pg ON pg.k = {key} ORDER BY {asc}"
+        );
+        let rows = w
+            .bind(sqlx::query(e.sql(&sql)).persistent(keep))
+            .bind(page.limit)
+            .bind(page.offset)
+            .fetch_all(conn)
+            .await?;
+        Ok((rows, total))
+    }
 }
 
 /// Which domains an admin may see: every domain, or those listed for them in `domain_admins`.
@@ -403,6 +568,51 @@ mod tests {
             Engine::MySql.render("SELECT XINT(a), ABOOL(b) FROM DISTINCT_T"),
             "SELECT XINT(a), ABOOL(b) FROM DISTINCT_T"
         );
+    }
+
+    #[test]
+    fn ilike_per_engine() {
+        let q = "SELECT a FROM t WHERE a ILIKE $1 ESCAPE '!' OR b ILIKE $2 ESCAPE '!'";
+        assert_eq!(Engine::Postgres.render(q), q);
+        assert_eq!(
+            Engine::Sqlite.render(q),
+            "SELECT a FROM t WHERE a LIKE $1 ESCAPE '!' OR b LIKE $2 ESCAPE '!'"
+        );
+        assert_eq!(
+            Engine::MySql.render(q),
+            "SELECT a FROM t WHERE a LIKE ? ESCAPE '!' OR b LIKE ? ESCAPE '!'"
+        );
+        // Only the operator, never an identifier that contains it.
+        assert_eq!(
+            Engine::Sqlite.render("SELECT XILIKE FROM t_ILIKE"),
+            "SELECT XILIKE FROM t_ILIKE"
+        );
+    }
+
+    /// (offset, limit, total) → (offset, limit, descending): the page read from the nearer end.
+    #[test]
+    fn pages_from_the_nearer_end() {
+        for (offset, limit, total, want) in [
+            (0, 25, 100_000, (0, 25, false)),
+            (25, 25, 100_000, (25, 25, false)),
+            (49_975, 25, 100_000, (49_975, 25, false)),
+            (50_000, 25, 100_000, (49_975, 25, true)),
+            (99_975, 25, 100_000, (0, 25, true)),
+            // A short last page: only the rows that exist.
+            (99_990, 25, 100_000, (0, 10, true)),
+            (75, 25, 80, (0, 5, true)),
+            // Past the end, or an empty table: unchanged (no rows either way).
+            (100_000, 25, 100_000, (100_000, 25, false)),
+            (50, 25, 0, (50, 25, false)),
+            (0, i64::MAX, 10, (0, i64::MAX, false)),
+        ] {
+            let (p, desc) = Page { limit, offset }.from_nearer_end(total);
+            assert_eq!(
+                (p.offset, p.limit, desc),
+                want,
+                "offset {offset} of {total}"
+            );
+        }
     }
 
     #[test]

@@ -1,0 +1,6 @@
+-- Postern's own indexes for the panel's listings. Not a PostfixAdmin revision: nothing is
+-- stamped, and every start creates whichever are missing (web/src/db/migrate.rs).
+-- Pages in (domain, key) order come straight from an index; a search scans an index that
+-- holds every column it reads rather than the table. PostfixAdmin ignores them.
+CREATE INDEX IF NOT EXISTS postern_mailbox_domain_username_name ON mailbox (domain, username, name);
+CREATE INDEX IF NOT EXISTS postern_alias_domain_address ON alias (domain, address);
