@@ -30,6 +30,9 @@ pub struct Mta {
     relay_recipient_maps: TableList,
     delimiter: String,
     cleanup: Cleanup,
+    /// ETRN: the sites that may ask for their mail (`fast_flush_domains`).
+    fast_flush_domains: crate::maps::DomainList,
+    queue_dir: std::path::PathBuf,
 }
 
 impl Mta {
@@ -47,6 +50,13 @@ impl Mta {
             delimiter: cfg.get("recipient_delimiter"),
             cleanup: Cleanup::new(cfg, maps, virtual_alias_maps.clone(), store, wakeup)?,
             virtual_alias_maps,
+            fast_flush_domains: crate::maps::DomainList::new(
+                maps,
+                &cfg.get("fast_flush_domains"),
+                true,
+                cfg.dir(),
+            )?,
+            queue_dir: cfg.get_path("queue_directory"),
         })
     }
 
@@ -121,6 +131,28 @@ impl smtpd::Backend for Mta {
         let queued = self.cleanup.submit(session, msg).await?;
         crate::metrics::METRICS.message_received();
         Ok(queued)
+    }
+
+    async fn etrn(&self, _session: &smtpd::SessionInfo, site: &str) -> smtpd::session::EtrnOutcome {
+        use crate::queue::trigger;
+        use smtpd::session::EtrnOutcome;
+        match self.fast_flush_domains.contains(site).await {
+            Ok(false) => EtrnOutcome::Denied,
+            Err(e) => {
+                tracing::warn!("fast_flush_domains: {e}");
+                EtrnOutcome::Failed
+            }
+            Ok(true) => {
+                let req = trigger::Request::FlushSite(site.to_string());
+                match trigger::send(&self.queue_dir, trigger::QMGR, &req) {
+                    Ok(()) => EtrnOutcome::Started,
+                    Err(e) => {
+                        tracing::warn!("ETRN {site}: cannot reach qmgr: {e}");
+                        EtrnOutcome::Failed
+                    }
+                }
+            }
+        }
     }
 }
 

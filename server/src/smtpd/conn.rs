@@ -541,6 +541,10 @@ where
                 let answer = ctx.settings.fact_source.answer(&fact).await;
                 session.fact_done(fact, answer, out);
             }
+            Need::Etrn(site) => {
+                let outcome = ctx.backend.etrn(session.info(), &site).await;
+                session.etrn_done(&site, outcome, out);
+            }
             Need::AuthStart { mechanism, initial } => {
                 let actx = auth_context(session, ctx.settings);
                 let (conv, step) = ctx
@@ -773,6 +777,9 @@ mod tests {
         }
         async fn enqueue(&self, s: &SessionInfo, msg: Message) -> Result<String, Status> {
             self.0.enqueue(s, msg).await
+        }
+        async fn etrn(&self, s: &SessionInfo, site: &str) -> crate::smtpd::session::EtrnOutcome {
+            self.0.etrn(s, site).await
         }
     }
 

@@ -85,6 +85,13 @@ pub trait Backend: Send + Sync + 'static {
         session: &SessionInfo,
         msg: Message,
     ) -> impl std::future::Future<Output = Result<String, crate::dsn::Status>> + Send;
+    /// `ETRN site`: whether the site may be flushed (`fast_flush_domains`) and, if so, that
+    /// the queue manager was asked to deliver its deferred mail now.
+    fn etrn(
+        &self,
+        session: &SessionInfo,
+        site: &str,
+    ) -> impl std::future::Future<Output = session::EtrnOutcome> + Send;
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -71,6 +71,20 @@ pub enum Need {
     SenderOwners(String),
     /// A restriction needs this fact (an access-table key): look it up, then call `fact_done`.
     Fact(Fact),
+    /// `ETRN site` (RFC 1985): ask for a flush of the site's deferred mail
+    /// (`Backend::etrn`), then call `etrn_done`.
+    Etrn(String),
+}
+
+/// What the flush service said to an ETRN (Postfix's `flush_send_site`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EtrnOutcome {
+    /// The site is in `fast_flush_domains`; a flush was requested: `250 Queuing started`.
+    Started,
+    /// Not eligible: `459 4.3.0 <site>: service unavailable`.
+    Denied,
+    /// The queue manager could not be told (or the lookup failed): `458 Unable to queue messages`.
+    Failed,
 }
 
 /// What `smtpd_sender_login_maps` said about the transaction's sender.
@@ -101,6 +115,7 @@ enum Mode {
     AwaitAuth,
     AwaitTls,
     AwaitOwners,
+    AwaitEtrn,
     /// A restriction waits for a fact (`Need::Fact`); then the decision runs again.
     AwaitFact(Then),
     Closed,
@@ -375,6 +390,7 @@ impl Session {
                     | Mode::AwaitAuth
                     | Mode::AwaitTls
                     | Mode::AwaitOwners
+                    | Mode::AwaitEtrn
                     | Mode::AwaitFact(_)
             ) {
                 // The driver must resolve the outstanding need first; nothing to do.
@@ -529,6 +545,7 @@ impl Session {
                 | Mode::AwaitAuth
                 | Mode::AwaitTls
                 | Mode::AwaitOwners
+                | Mode::AwaitEtrn
                 | Mode::AwaitFact(_)
                 | Mode::Closed => return Need::Input,
             }
@@ -677,6 +694,7 @@ impl Session {
                     if !self.s.disable_vrfy {
                         lines.push("VRFY".into());
                     }
+                    lines.push("ETRN".into());
                     // Postfix's order: … ETRN, STARTTLS, AUTH, AUTH=, ENHANCEDSTATUSCODES …
                     if self.s.tls.offers_starttls() && self.tls.is_none() {
                         lines.push("STARTTLS".into());
@@ -788,9 +806,27 @@ impl Session {
                     Reply::new(252, "2.0.0", arg)
                 }
             }
-            Command::Etrn(_) => {
+            Command::Etrn(site) => {
                 self.junk();
-                Reply::new(502, "5.5.1", "Error: command not implemented")
+                // smtpd.c etrn_cmd: HELO first (when required), not inside a transaction, a
+                // leading `@`/`#` dropped, a host name or address literal.
+                let site = site.trim();
+                let site = site
+                    .strip_prefix('@')
+                    .or_else(|| site.strip_prefix('#'))
+                    .unwrap_or(site);
+                if self.s.helo_required && self.info.helo.is_none() {
+                    Reply::new(503, "5.5.1", "Error: send HELO/EHLO first")
+                } else if self.tx.is_some() {
+                    Reply::new(503, "5.5.1", "Error: MAIL transaction in progress")
+                } else if site.contains(char::is_whitespace) {
+                    Reply::new(500, "5.5.4", "Syntax: ETRN domain")
+                } else if !valid_etrn_site(site) {
+                    Reply::new(501, "5.1.2", "Error: invalid parameter syntax")
+                } else {
+                    self.mode = Mode::AwaitEtrn;
+                    return Some(Need::Etrn(site.to_ascii_lowercase()));
+                }
             }
             Command::Auth { mechanism, initial } => {
                 return self.auth(&mechanism, initial.as_deref(), out);
@@ -1072,6 +1108,26 @@ impl Session {
             };
         }
         self.count_and_reply("mail", out, Reply::new(250, "2.1.0", "Ok"));
+    }
+
+    /// The flush service's answer to `Need::Etrn`.
+    pub fn etrn_done(&mut self, site: &str, outcome: EtrnOutcome, out: &mut Vec<u8>) {
+        if !matches!(self.mode, Mode::AwaitEtrn) {
+            return;
+        }
+        self.mode = Mode::Command;
+        let r = match outcome {
+            EtrnOutcome::Started => Reply::plain(250, "Queuing started"),
+            EtrnOutcome::Denied => {
+                tracing::info!("reject: ETRN {site} from {}", self.client);
+                Reply::new(459, "4.3.0", format!("<{site}>: service unavailable"))
+            }
+            EtrnOutcome::Failed => {
+                tracing::warn!("unable to talk to fast flush service");
+                Reply::plain(458, "Unable to queue messages")
+            }
+        };
+        self.count_and_reply("etrn", out, r);
     }
 
     /// The state errors Postfix checks before a command's syntax.
@@ -1610,6 +1666,25 @@ pub fn received_header(
     }
     let _ = write!(h, "{}\r\n", now.format("%a, %e %b %Y %H:%M:%S %z"));
     h
+}
+
+
+/// An ETRN argument Postfix accepts: a host name (letters, digits, `-`, dots) or an address
+/// literal in brackets.
+fn valid_etrn_site(site: &str) -> bool {
+    if let Some(inner) = site.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
+        let inner = inner.strip_prefix("IPv6:").unwrap_or(inner);
+        return inner.parse::<std::net::IpAddr>().is_ok();
+    }
+    !site.is_empty()
+        && site.len() <= 255
+        && site.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        })
 }
 
 #[cfg(test)]

@@ -289,6 +289,23 @@ impl Backend for FakeBackend {
     async fn enqueue(&self, _session: &SessionInfo, msg: Message) -> Result<String, Status> {
         self.queue(msg)
     }
+
+    async fn etrn(&self, _session: &SessionInfo, site: &str) -> super::session::EtrnOutcome {
+        fake_etrn(site)
+    }
+}
+
+/// The fake flush service: `*.denied.test` is not in fast_flush_domains, `*.broken.test`
+/// cannot reach qmgr, anything else is flushed.
+fn fake_etrn(site: &str) -> super::session::EtrnOutcome {
+    use super::session::EtrnOutcome;
+    if site.ends_with("denied.test") {
+        EtrnOutcome::Denied
+    } else if site.ends_with("broken.test") {
+        EtrnOutcome::Failed
+    } else {
+        EtrnOutcome::Started
+    }
 }
 
 /// A dialog against the pure engine, the backend answered synchronously.
@@ -397,6 +414,9 @@ impl PureRun {
                 Need::Fact(fact) => {
                     let a = self.fact_source.answer_now(&fact);
                     self.session.fact_done(fact, a, &mut out);
+                }
+                Need::Etrn(site) => {
+                    self.session.etrn_done(&site, fake_etrn(&site), &mut out);
                 }
             }
         }

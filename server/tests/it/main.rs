@@ -19,6 +19,7 @@ mod sasl_backends;
 mod signals;
 mod smtp_out;
 mod smtpd_auth;
+mod smtpd_etrn;
 mod smtpd_restrictions;
 mod smtpd_tls;
 mod up;
