@@ -132,6 +132,36 @@ fn mailbox_created_in_panel_receives_mail_through_dovecot() {
         );
     }
 
+    // Postern's own submission (587, STARTTLS) and smtps (465) authenticate the same
+    // panel-created mailbox with the built-in backend (`postern up`'s defaults).
+    for (port, tls, mech) in [
+        (inst.submission, "--tls", "PLAIN"),
+        (inst.smtps, "--tls-on-connect", "LOGIN"),
+    ] {
+        for (pass, ok) in [("Alice-pw-123", true), ("not-her-password", false)] {
+            let out = swaks(&[
+                "--server",
+                &format!("127.0.0.1:{port}"),
+                tls,
+                "--auth",
+                mech,
+                "--auth-user",
+                "alice@family.test",
+                "--auth-password",
+                pass,
+                "--quit-after",
+                "AUTH",
+            ]);
+            let text = crate::peers::tools::output_text(&out);
+            let want = if ok {
+                "235 2.7.0 Authentication successful"
+            } else {
+                "535 5.7.8 Error: authentication failed"
+            };
+            assert!(text.contains(want), "AUTH {mech} on {port} with {pass:?}:\n{text}");
+        }
+    }
+
     let host = inst.smtp_addr();
     // One message with swaks.
     let out = swaks(&[
