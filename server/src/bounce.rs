@@ -1,7 +1,11 @@
 //! bounce(8)'s message builder, pure: RFC 3464 delivery status notifications
 //! (`multipart/report; report-type=delivery-status`) from `MAILER-DAEMON@$myhostname` with
 //! Postfix's wording: `non_delivery` (Action: failed), `postmaster_copy` (its
-//! `notify_classes = bounce` copy, headers only) and `delay` (Action: delayed).
+//! `notify_classes = bounce` copy, headers only), `delay` (Action: delayed) and `success`
+//! (RFC 3461 NOTIFY=SUCCESS: Action: delivered, or relayed).
+//! RFC 3461: `Original-Envelope-Id` from ENVID=, `Original-Recipient` from ORCPT=, RET=HDRS
+//! returns the header only (success notices return the header unless RET=FULL). Which
+//! recipients get which notice (NOTIFY=) is the caller's choice.
 //! Parts: the human-readable text (Postfix's default templates, per-recipient lines wrapped
 //! at 76 columns), the `message/delivery-status` report, and the original message — whole as
 //! `message/rfc822` when it fits `bounce_size_limit`, else its header as `text/rfc822-headers`
@@ -30,6 +34,11 @@ pub struct Notice<'a> {
     pub original: &'a [u8],
     /// `bounce_size_limit`: a larger original is returned as headers only.
     pub size_limit: usize,
+    /// RFC 3461 `ENVID=` (decoded), shown as `Original-Envelope-Id`.
+    pub envid: Option<&'a str>,
+    /// RFC 3461 `RET=`: `Some(Hdrs)` returns only the header, `Some(Full)` the whole message
+    /// (within `size_limit`); `None` is the notice's default.
+    pub ret: Option<crate::dsn::Ret>,
 }
 
 /// One recipient's line in a notice.
@@ -45,6 +54,11 @@ pub struct RcptReport {
     pub remote_mta: Option<String>,
     /// The remote reply verbatim, for `Diagnostic-Code: smtp; …`.
     pub remote_reply: Option<String>,
+    /// RFC 3461 `ORCPT=` as `type;address`: shown verbatim as Original-Recipient instead of
+    /// `original`.
+    pub orcpt: Option<String>,
+    /// Success notices: handed to a server that does not support DSN (`Action: relayed`).
+    pub relayed: bool,
 }
 
 const FAILURE_TEXT: &str = "\
@@ -173,9 +187,19 @@ fn push(out: &mut Vec<u8>, s: &str) {
     }
 }
 
+const SUCCESS_TEXT: &str = "\
+Your message was successfully delivered to the destination(s)
+listed below. If the message was delivered to mailbox you will
+receive no further notifications. Otherwise you may still receive
+notifications of mail delivery errors from other systems.
+
+                   The mail system
+";
+
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Failed,
+    Success,
     Delayed {
         warning_after: Duration,
         lifetime: Duration,
@@ -211,6 +235,11 @@ pub fn postmaster_copy(n: &Notice, rcpts: &[RcptReport]) -> Vec<u8> {
     }
 }
 
+/// A success notice (RFC 3461 NOTIFY=SUCCESS) for `rcpts`.
+pub fn success(n: &Notice, rcpts: &[RcptReport]) -> Vec<u8> {
+    build(n, rcpts, Kind::Success)
+}
+
 /// A delay warning for `rcpts` (still being retried until `lifetime`).
 pub fn delay(
     n: &Notice,
@@ -234,6 +263,7 @@ fn build(n: &Notice, rcpts: &[RcptReport], kind: Kind) -> Vec<u8> {
     let subject = match kind {
         Kind::Failed => "Undelivered Mail Returned to Sender",
         Kind::Delayed { .. } => "Delayed Mail (still being retried)",
+        Kind::Success => "Successful Mail Delivery Report",
     };
     let mut out = Vec::with_capacity(4096 + n.original.len().min(n.size_limit));
     push(
@@ -266,6 +296,7 @@ fn build(n: &Notice, rcpts: &[RcptReport], kind: Kind) -> Vec<u8> {
     );
     match kind {
         Kind::Failed => push(&mut out, FAILURE_TEXT),
+        Kind::Success => push(&mut out, SUCCESS_TEXT),
         Kind::Delayed {
             warning_after,
             lifetime,
@@ -303,23 +334,33 @@ fn build(n: &Notice, rcpts: &[RcptReport], kind: Kind) -> Vec<u8> {
              Content-Type: message/delivery-status\n\
              \n\
              Reporting-MTA: dns; {host}\n\
-             X-Postfix-Queue-ID: {qid}\n\
+             {envid}X-Postfix-Queue-ID: {qid}\n\
              X-Postfix-Sender: rfc822; {sender}\n\
              Arrival-Date: {arrival}",
             host = n.myhostname,
             qid = n.queue_id,
             sender = n.sender,
             arrival = rfc2822_date(n.arrival),
+            envid = n
+                .envid
+                .map(|e| format!("Original-Envelope-Id: {e}\n"))
+                .unwrap_or_default(),
         ),
     );
     for r in rcpts {
         let mut block = format!("\nFinal-Recipient: rfc822; {}\n", r.address);
-        if !r.original.is_empty() {
-            block.push_str(&format!("Original-Recipient: rfc822; {}\n", r.original));
+        match &r.orcpt {
+            Some(orcpt) => block.push_str(&format!("Original-Recipient: {orcpt}\n")),
+            None if !r.original.is_empty() => {
+                block.push_str(&format!("Original-Recipient: rfc822; {}\n", r.original));
+            }
+            None => {}
         }
         match kind {
             Kind::Failed => block.push_str("Action: failed\n"),
             Kind::Delayed { .. } => block.push_str("Action: delayed\n"),
+            Kind::Success if r.relayed => block.push_str("Action: relayed\n"),
+            Kind::Success => block.push_str("Action: delivered\n"),
         }
         block.push_str(&format!("Status: {}\n", r.status.dsn));
         if let Some(mta) = &r.remote_mta {
@@ -340,7 +381,14 @@ fn build(n: &Notice, rcpts: &[RcptReport], kind: Kind) -> Vec<u8> {
     push(&mut out, "");
 
     // The original: whole when it fits, else (and for delay notices) the header only.
-    let whole = kind == Kind::Failed && n.original.len() <= n.size_limit;
+    // RFC 3461 §4.3: RET=HDRS asks for the header only; success notices return the whole
+    // message only with RET=FULL.
+    let wanted = matches!(
+        (kind, n.ret),
+        (Kind::Failed, None | Some(crate::dsn::Ret::Full))
+            | (Kind::Success, Some(crate::dsn::Ret::Full))
+    );
+    let whole = wanted && n.original.len() <= n.size_limit;
     if whole {
         push(
             &mut out,
@@ -350,10 +398,10 @@ fn build(n: &Notice, rcpts: &[RcptReport], kind: Kind) -> Vec<u8> {
         );
         push_crlf(&mut out, n.original);
     } else {
-        let desc = if kind == Kind::Failed {
-            "Undelivered Message Headers"
-        } else {
-            "Delayed Message Headers"
+        let desc = match kind {
+            Kind::Failed => "Undelivered Message Headers",
+            Kind::Success => "Message Headers",
+            Kind::Delayed { .. } => "Delayed Message Headers",
         };
         push(
             &mut out,
@@ -409,6 +457,8 @@ mod tests {
             now: at(1_700_000_042),
             original,
             size_limit,
+            envid: None,
+            ret: None,
         }
     }
 
@@ -426,6 +476,8 @@ mod tests {
                 remote_reply: Some(
                     "550 5.1.1 <bob@example.com> User doesn't exist: bob@example.com".into(),
                 ),
+                orcpt: None,
+                relayed: false,
             },
             RcptReport {
                 address: "carol@example.com".into(),
@@ -433,8 +485,56 @@ mod tests {
                 status: Status::new(550, "5.1.1", "unknown user: \"carol@example.com\""),
                 remote_mta: None,
                 remote_reply: None,
+                orcpt: None,
+                relayed: false,
             },
         ]
+    }
+
+    /// RFC 3461 in notices: ENVID, ORCPT, RET, and the success notice.
+    #[test]
+    fn dsn_fields_ret_and_success() {
+        let text = |b: Vec<u8>| String::from_utf8_lossy(&b).replace("\r\n", "\n");
+        let mut rs = reports();
+        rs[1].orcpt = Some("rfc822;Sales@Example.com".into());
+        let plain = text(non_delivery(&notice(ORIGINAL, 50_000), &rs));
+        assert!(!plain.contains("Original-Envelope-Id"));
+        assert!(plain.contains("\nOriginal-Recipient: rfc822;Sales@Example.com\nAction: failed\n"));
+        assert!(plain.contains("Original-Recipient: rfc822; bob@example.com\n"));
+        assert!(plain.contains("Shall we meet at noon?"));
+        assert!(plain.contains("Content-Type: message/rfc822"));
+
+        let n = Notice {
+            envid: Some("QQ314159"),
+            ret: Some(crate::dsn::Ret::Hdrs),
+            ..notice(ORIGINAL, 50_000)
+        };
+        let hdrs = text(non_delivery(&n, &rs));
+        assert!(hdrs.contains(
+            "Reporting-MTA: dns; mx.example.com\nOriginal-Envelope-Id: QQ314159\nX-Postfix-Queue-ID:"
+        ));
+        assert!(
+            !hdrs.contains("Shall we meet at noon?"),
+            "RET=HDRS returned the body"
+        );
+        assert!(hdrs.contains("Content-Type: text/rfc822-headers"));
+        assert!(hdrs.contains("Subject: Lunch\n"));
+
+        let full = Notice {
+            ret: Some(crate::dsn::Ret::Full),
+            ..notice(ORIGINAL, 50_000)
+        };
+        assert!(text(non_delivery(&full, &rs)).contains("Shall we meet at noon?"));
+
+        // Success: headers unless RET=FULL; delivered, or relayed.
+        rs[1].relayed = true;
+        let ok = text(success(&notice(ORIGINAL, 50_000), &rs));
+        assert!(ok.contains("Subject: Successful Mail Delivery Report\n"));
+        assert!(ok.contains("successfully delivered to the destination(s)"));
+        assert!(ok.contains("Final-Recipient: rfc822; bob@example.com\nOriginal-Recipient: rfc822; bob@example.com\nAction: delivered\n"));
+        assert!(ok.contains("Original-Recipient: rfc822;Sales@Example.com\nAction: relayed\n"));
+        assert!(!ok.contains("Shall we meet at noon?"));
+        assert!(text(success(&full, &rs)).contains("Shall we meet at noon?"));
     }
 
     #[test]

@@ -193,7 +193,9 @@ where
 
 /// A writer factory for `dest`: the file is opened for appending, the syslog socket connected
 /// lazily (and again after the syslog daemon restarts).
-pub fn writer(dest: &Destination) -> std::io::Result<Box<dyn Fn() -> Box<dyn Write> + Send + Sync>> {
+pub fn writer(
+    dest: &Destination,
+) -> std::io::Result<Box<dyn Fn() -> Box<dyn Write> + Send + Sync>> {
     match dest {
         Destination::Stderr => Ok(Box::new(|| Box::new(std::io::stderr()))),
         Destination::File(path) => {
@@ -242,10 +244,10 @@ impl SyslogSocket {
                 }
                 *guard = Some(s);
             }
-            if let Some(s) = guard.as_ref() {
-                if s.send(line).is_ok() {
-                    return;
-                }
+            if let Some(s) = guard.as_ref()
+                && s.send(line).is_ok()
+            {
+                return;
             }
             *guard = None;
         }
@@ -353,7 +355,10 @@ mod tests {
             destination("/var/log/mail.log", Mode::Daemon, s, "mail"),
             Ok(Destination::File("/var/log/mail.log".into()))
         );
-        assert_eq!(destination("", Mode::Foreground, s, "mail"), Ok(Destination::Stderr));
+        assert_eq!(
+            destination("", Mode::Foreground, s, "mail"),
+            Ok(Destination::Stderr)
+        );
         assert_eq!(
             destination("", Mode::Daemon, s, "local3"),
             Ok(Destination::Syslog(sock.clone(), 19))

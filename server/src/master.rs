@@ -71,6 +71,14 @@ impl Mta {
         let domain = rcpt.rsplit_once('@').map(|(_, d)| d).unwrap_or("");
         let fail = |e: MapError| Self::lookup_failure(rcpt, &e);
         let class = self.resolver.class(domain).await.map_err(fail)?;
+        // relocated_maps (Postfix's recipient validation): "User has moved to …".
+        if let Some(new) = self.resolver.relocated(rcpt, class).await.map_err(fail)? {
+            return Err(Status::new(
+                550,
+                "5.1.6",
+                format!("<{rcpt}>: Recipient address rejected: User has moved to {new}"),
+            ));
+        }
         let aliased = || async {
             self.virtual_alias_maps
                 .find_addr(rcpt, &self.delimiter, class == AddrClass::Local)
@@ -157,9 +165,9 @@ impl smtpd::Backend for Mta {
 }
 
 impl qmgr::Router for Mta {
-    async fn route(&self, rcpt: &str) -> Result<Route, Status> {
+    async fn route(&self, sender: &str, rcpt: &str) -> Result<Route, Status> {
         self.resolver
-            .route(rcpt)
+            .route(sender, rcpt)
             .await
             .map_err(|e| Self::lookup_failure(rcpt, &e))
     }

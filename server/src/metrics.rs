@@ -48,7 +48,9 @@ pub static METRICS: Metrics = Metrics {
 /// Upper bounds (seconds) of the delivery latency buckets: queue time dominates.
 const DELIVERY_BUCKETS: &[f64] = &[0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0, 60.0, 300.0, 3600.0];
 /// Upper bounds (seconds) of the lookup latency buckets.
-const LOOKUP_BUCKETS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0];
+const LOOKUP_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0,
+];
 
 /// A Prometheus histogram: cumulative counts are computed at render time.
 #[derive(Debug, Clone, Default)]
@@ -140,7 +142,14 @@ impl Metrics {
 
     /// smtpd finished a TLS handshake (STARTTLS or wrapper mode).
     pub fn tls(&self, t: Tls) {
-        self.outcome("tls", if t == Tls::Established { "established" } else { "failed" });
+        self.outcome(
+            "tls",
+            if t == Tls::Established {
+                "established"
+            } else {
+                "failed"
+            },
+        );
     }
 
     /// smtpd answered an AUTH command with success, 535 or 454.
@@ -225,8 +234,16 @@ impl Metrics {
             Err(_) => Vec::new(),
         };
         for (what, name, help) in [
-            ("tls", "postern_smtpd_tls_handshakes_total", "smtpd TLS handshakes by outcome."),
-            ("auth", "postern_smtpd_auth_total", "smtpd AUTH attempts by outcome (temporary = 454)."),
+            (
+                "tls",
+                "postern_smtpd_tls_handshakes_total",
+                "smtpd TLS handshakes by outcome.",
+            ),
+            (
+                "auth",
+                "postern_smtpd_auth_total",
+                "smtpd AUTH attempts by outcome (temporary = 454).",
+            ),
         ] {
             let rows: Vec<(String, u64)> = outcomes
                 .iter()

@@ -21,7 +21,7 @@ use crate::cleanup::Cleanup;
 use crate::cli::sendmail::{ATTR_FULLNAME, ATTR_UID};
 use crate::config::Config;
 use crate::queue::trigger::{self, Listener};
-use crate::queue::{Queue, QueueError, QueueId, QueuedMessage, Store};
+use crate::queue::{ATTR_ENVID, ATTR_RET, Queue, QueueError, QueueId, QueuedMessage, Store};
 use crate::smtpd::{Message, SessionInfo};
 
 /// How often `maildrop/` is scanned without a trigger.
@@ -118,17 +118,18 @@ async fn pick(store: &Arc<Store>, cleanup: &Cleanup, host: &str, id: &QueueId) -
     let uid = msg.envelope.attr(ATTR_UID).map(str::to_string);
     let sender = msg.envelope.sender.clone();
     let data = local_headers(&msg, host, SystemTime::now());
+    let pending = msg.envelope.recipients.iter().filter(|r| !r.done);
+    let smtputf8 = smtputf8_requested(&msg, &data);
     let submission = Message {
         sender: sender.clone(),
-        recipients: msg
-            .envelope
-            .recipients
-            .iter()
-            .filter(|r| !r.done)
-            .map(|r| r.address.clone())
-            .collect(),
+        recipients: pending.clone().map(|r| r.address.clone()).collect(),
         body_8bit: data.iter().any(|b| *b >= 0x80),
         data,
+        // sendmail -V / -R / -N, kept in the maildrop file.
+        envid: msg.envelope.attr(ATTR_ENVID).map(str::to_string),
+        ret: msg.envelope.attr(ATTR_RET).and_then(crate::dsn::Ret::parse),
+        rcpt_dsn: pending.map(|r| r.dsn.clone()).collect(),
+        smtputf8,
     };
     let session = SessionInfo {
         client: SocketAddr::new(Ipv4Addr::LOCALHOST.into(), 0),
@@ -225,6 +226,18 @@ pub fn local_headers(msg: &QueuedMessage, host: &str, now: SystemTime) -> Vec<u8
     out
 }
 
+/// `smtputf8_autodetect_classes` (default `sendmail, verify`): local mail with a UTF-8 envelope
+/// or header is flagged as if an SMTP client had declared SMTPUTF8 (RFC 6531).
+fn smtputf8_requested(msg: &QueuedMessage, data: &[u8]) -> bool {
+    msg.envelope.attr(crate::queue::ATTR_SMTPUTF8).is_some()
+        || !msg.envelope.sender.is_ascii()
+        || !msg.envelope.recipients.iter().all(|r| r.address.is_ascii())
+        || !data
+            .get(..find_header_end(data))
+            .unwrap_or_default()
+            .is_ascii()
+}
+
 /// Offset of the empty line ending the header (or the end when there is none).
 fn find_header_end(content: &[u8]) -> usize {
     let mut pos = 0;
@@ -299,5 +312,21 @@ mod tests {
             out.contains("Message-Id: <20251124160000.ABCDEF123456@h>\r\n\r\njust text\r\n"),
             "{out}"
         );
+    }
+
+    #[test]
+    fn smtputf8_is_detected_in_envelope_and_header() {
+        let ascii = msg(b"Subject: hi\r\n\r\nbody gr\xc3\xbc\xc3\x9fe\r\n", &[]);
+        assert!(!smtputf8_requested(&ascii, &ascii.content));
+        let header = msg("Subject: Gr\u{fc}\u{df}e\r\n\r\nbody\r\n".as_bytes(), &[]);
+        assert!(smtputf8_requested(&header, &header.content));
+        let mut rcpt = msg(b"Subject: hi\r\n\r\nbody\r\n", &[]);
+        rcpt.envelope.recipients = vec![Recipient::new("j\u{f6}rg@y.test")];
+        assert!(smtputf8_requested(&rcpt, &rcpt.content));
+        let flagged = msg(
+            b"Subject: hi\r\n\r\n",
+            &[(crate::queue::ATTR_SMTPUTF8, "1")],
+        );
+        assert!(smtputf8_requested(&flagged, &flagged.content));
     }
 }

@@ -1,23 +1,34 @@
 //! TLS for smtpd (rustls with the `ring` provider only): reads `smtpd_tls_*` parameters into
-//! `TlsPolicy` and builds the rustls `ServerConfig` from `smtpd_tls_cert_file` /
+//! `TlsPolicy` and builds the rustls `ServerConfig` from `smtpd_tls_chain_files` (each file: a
+//! key, then its certificate chain; several files = several certificates, e.g. RSA + ECDSA,
+//! chosen per handshake by the signature schemes the client offers) or `smtpd_tls_cert_file` /
 //! `smtpd_tls_key_file` (the cert file may hold the chain after the leaf, like Postfix), with
-//! `smtpd_tls_mandatory_protocols` / `smtpd_tls_protocols` mapped to TLS 1.2 / 1.3. Also
-//! `self_signed`, which `postern up` uses to mint its first certificate (rcgen).
+//! `smtpd_tls_[mandatory_]protocols` mapped to TLS 1.2 / 1.3 (`protocol_versions`) and
+//! `smtpd_tls_[mandatory_]ciphers` / `smtpd_tls_exclude_ciphers` mapped to rustls' suites
+//! (`cipher_suites`: rustls has only strong AEAD suites, so `medium`/`high` take them all and
+//! `low`/`export`/`null` are refused at start). `tls_server_sni_maps` (`Sni`): the client's SNI
+//! name, then its parent domains with a leading dot, looked up in the tables; the value names
+//! chain files like `smtpd_tls_chain_files`; no match = the default certificate, a failed
+//! lookup or an unreadable file = the handshake fails (never a wrong certificate silently).
+//! Also `self_signed`, which `postern up` uses to mint its first certificate (rcgen).
 //!
-//! The certificate sits in a `CertStore` (rustls `ResolvesServerCert`) that `reload` re-reads
+//! The certificates sit in a `CertStore` (rustls `ResolvesServerCert`) that `reload` re-reads
 //! (smtpd's driver calls it on SIGHUP), so new handshakes get a renewed certificate without a
-//! restart; a failed reload keeps the old one.
+//! restart; a failed reload keeps the old one. SNI certificates are cached per map value and
+//! re-read after a reload of the default store.
 //! Does not: do the handshake (smtpd's driver does, when the session asks for it), decide
-//! protocol replies (the session does). Not yet: SNI (`tls_server_sni_maps`), `smtpd_tls_ciphers`.
-//! Entry points: `TlsPolicy::from_config`, `CertStore`, `self_signed`, `describe`.
+//! protocol replies (the session does).
+//! Entry points: `TlsPolicy::from_config`, `CertStore`, `Sni`, `self_signed`, `describe`.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
-use rustls::ServerConfig;
 use rustls::crypto::CryptoProvider;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
+use rustls::{ServerConfig, SignatureScheme, SupportedCipherSuite};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
@@ -69,6 +80,8 @@ pub struct TlsPolicy {
     pub server: Option<Arc<ServerConfig>>,
     /// The certificate behind `server`, for `reload`.
     pub certs: Option<Arc<CertStore>>,
+    /// `tls_server_sni_maps`, when set (and a default certificate exists).
+    pub sni: Option<Arc<Sni>>,
 }
 
 impl std::fmt::Debug for TlsPolicy {
@@ -79,6 +92,7 @@ impl std::fmt::Debug for TlsPolicy {
             .field("auth_only", &self.auth_only)
             .field("received_header", &self.received_header)
             .field("server", &self.server.is_some())
+            .field("sni", &self.sni.is_some())
             .finish()
     }
 }
@@ -93,6 +107,7 @@ impl TlsPolicy {
             received_header: false,
             server: None,
             certs: None,
+            sni: None,
         }
     }
 
@@ -127,43 +142,79 @@ impl TlsPolicy {
                 });
             }
         };
-        // smtpd_tls_chain_files (Postfix 3.4+) wins: a file with the key, then the chain.
+        // smtpd_tls_chain_files (Postfix 3.4+) wins: each file a key, then its chain.
         let chain = cfg.get_list("smtpd_tls_chain_files");
-        let (cert, key) = match chain.first() {
-            Some(first) => {
-                if chain.len() > 1 {
-                    tracing::warn!(
-                        "smtpd_tls_chain_files: only the first file ({first}) is used; several certificates are not supported yet"
-                    );
-                }
-                (first.clone(), first.clone())
-            }
-            None => {
-                let cert = cfg.get("smtpd_tls_cert_file");
-                let key = cfg.get("smtpd_tls_key_file");
-                let key = if key.trim().is_empty() {
-                    cert.clone()
-                } else {
-                    key
-                };
-                (cert, key)
-            }
-        };
-        let needs = level != Level::None || wrapper;
-        let (server, certs) = if needs && !cert.trim().is_empty() {
-            let protocols = if level == Level::Encrypt || wrapper {
-                cfg.get("smtpd_tls_mandatory_protocols")
+        let sources: Vec<(PathBuf, PathBuf)> = if chain.is_empty() {
+            let cert = cfg.get("smtpd_tls_cert_file");
+            let key = cfg.get("smtpd_tls_key_file");
+            let key = if key.trim().is_empty() {
+                cert.clone()
             } else {
-                cfg.get("smtpd_tls_protocols")
+                key
             };
-            let versions = protocol_versions(&protocols)?;
-            let store = Arc::new(CertStore::load(&resolve(cfg, &cert), &resolve(cfg, &key))?);
-            (
-                Some(Arc::new(server_config(store.clone(), &versions)?)),
-                Some(store),
-            )
+            if cert.trim().is_empty() {
+                Vec::new()
+            } else {
+                vec![(resolve(cfg, &cert), resolve(cfg, &key))]
+            }
         } else {
-            (None, None)
+            chain
+                .iter()
+                .map(|f| (resolve(cfg, f), resolve(cfg, f)))
+                .collect()
+        };
+        let cert = cfg.get("smtpd_tls_cert_file");
+        let needs = level != Level::None || wrapper;
+        let (server, certs, sni) = if needs && !sources.is_empty() {
+            let mandatory = level == Level::Encrypt || wrapper;
+            let (pname, cname) = if mandatory {
+                (
+                    "smtpd_tls_mandatory_protocols",
+                    "smtpd_tls_mandatory_ciphers",
+                )
+            } else {
+                ("smtpd_tls_protocols", "smtpd_tls_ciphers")
+            };
+            let versions = protocol_versions_of(pname, &cfg.get(pname))?;
+            let suites = cipher_suites(
+                cname,
+                &cfg.get(cname),
+                &cfg.get_list("smtpd_tls_exclude_ciphers"),
+                &versions,
+            )?;
+            let provider = Arc::new(CryptoProvider {
+                cipher_suites: suites,
+                ..provider()
+            });
+            let store = Arc::new(CertStore::load_all(&sources)?);
+            let server = Arc::new(server_config_with(
+                store.clone(),
+                &versions,
+                provider.clone(),
+            )?);
+            let sni_value = cfg.get("tls_server_sni_maps");
+            let sni = if sni_value.trim().is_empty() {
+                None
+            } else {
+                let maps = crate::maps::Maps::new(cfg)
+                    .open_list(&sni_value)
+                    .map_err(|e| TlsError::Param {
+                        name: "tls_server_sni_maps",
+                        value: sni_value.clone(),
+                        why: e.to_string(),
+                    })?;
+                Some(Arc::new(Sni {
+                    maps,
+                    dir: cfg.dir().to_path_buf(),
+                    versions: versions.clone(),
+                    provider,
+                    default: store.clone(),
+                    cache: Mutex::new(HashMap::new()),
+                }))
+            };
+            (Some(server), Some(store), sni)
+        } else {
+            (None, None, None)
         };
         if server.is_none() && (level == Level::Encrypt || wrapper) {
             return Err(TlsError::Param {
@@ -183,6 +234,7 @@ impl TlsPolicy {
             received_header: bool_param("smtpd_tls_received_header")?,
             server,
             certs,
+            sni,
         })
     }
 
@@ -207,6 +259,14 @@ fn resolve(cfg: &Config, value: &str) -> PathBuf {
 pub fn protocol_versions(
     value: &str,
 ) -> Result<Vec<&'static rustls::SupportedProtocolVersion>, TlsError> {
+    protocol_versions_of("smtpd_tls_protocols", value)
+}
+
+/// `protocol_versions` whose errors name the parameter `name`.
+pub fn protocol_versions_of(
+    name: &'static str,
+    value: &str,
+) -> Result<Vec<&'static rustls::SupportedProtocolVersion>, TlsError> {
     let (mut tls12, mut tls13) = (true, true);
     let mut included: Option<(bool, bool)> = None;
     let rank = |name: &str| -> Option<u8> {
@@ -221,7 +281,7 @@ pub fn protocol_versions(
         }
     };
     let bad = |why: String| TlsError::Param {
-        name: "smtpd_tls_protocols",
+        name,
         value: value.to_string(),
         why,
     };
@@ -270,12 +330,122 @@ pub fn protocol_versions(
     Ok(v)
 }
 
-/// The server certificate and key, re-readable (`reload`) while sessions use them.
+/// Postfix cipher grades (`smtpd_tls_ciphers`, `smtpd_tls_mandatory_ciphers`) and
+/// `smtpd_tls_exclude_ciphers` → the rustls suites to offer. Every suite rustls has is an AEAD
+/// suite OpenSSL calls HIGH, so `medium` and `high` (and an empty value) take them all; `low`,
+/// `export` and `null` ask for suites rustls does not have and are refused. Exclusions match
+/// TLS 1.2 suites by OpenSSL name (`ECDHE-RSA-AES128-GCM-SHA256`), IANA name or OpenSSL
+/// component (`AES128`, `AES256`, `AESGCM`, `AES`, `CHACHA20`, `aRSA`, `RSA`, `aECDSA`, `ECDSA`,
+/// `kECDHE`, `ECDHE`, `EECDH`, `SHA256`, `SHA384`, `AEAD`); like OpenSSL's cipher list they do not
+/// touch TLS 1.3 suites, which only their full name (`TLS_AES_128_GCM_SHA256`) excludes. Other
+/// names (`aNULL`, `RC4`, `3DES`, `MD5`, …) match nothing rustls has and are ignored.
+pub fn cipher_suites(
+    name: &'static str,
+    grade: &str,
+    exclude: &[String],
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> Result<Vec<SupportedCipherSuite>, TlsError> {
+    match grade.trim().to_ascii_lowercase().as_str() {
+        "" | "medium" | "high" => {}
+        other @ ("low" | "export" | "null") => {
+            return Err(TlsError::Param {
+                name,
+                value: other.into(),
+                why: "rustls offers only strong AEAD cipher suites; use medium or high".into(),
+            });
+        }
+        other => {
+            return Err(TlsError::Param {
+                name,
+                value: other.into(),
+                why: "supported: medium, high (low, export and null are not available)".into(),
+            });
+        }
+    }
+    let excluded: Vec<String> = exclude.iter().map(|e| e.trim().to_string()).collect();
+    let suites: Vec<SupportedCipherSuite> = provider()
+        .cipher_suites
+        .into_iter()
+        .filter(|s| versions.iter().any(|v| v.version == s.version().version))
+        .filter(|s| {
+            let tags = suite_tags(s);
+            !excluded
+                .iter()
+                .any(|e| tags.iter().any(|t| t.eq_ignore_ascii_case(e)))
+        })
+        .collect();
+    if suites.is_empty() {
+        return Err(TlsError::Param {
+            name: "smtpd_tls_exclude_ciphers",
+            value: exclude.join(", "),
+            why: "no cipher suite left for the enabled protocols".into(),
+        });
+    }
+    Ok(suites)
+}
+
+/// The names an exclusion may use for one suite (see `cipher_suites`).
+fn suite_tags(s: &SupportedCipherSuite) -> Vec<String> {
+    let iana = format!("{:?}", s.suite());
+    if let Some(rest) = iana.strip_prefix("TLS13_") {
+        return vec![format!("TLS_{rest}"), iana.clone()];
+    }
+    // TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256
+    let mut tags = vec![iana.clone(), "TLSv1.2".into(), "AEAD".into()];
+    let body = iana.strip_prefix("TLS_").unwrap_or(&iana);
+    let (kx_auth, cipher) = body.split_once("_WITH_").unwrap_or((body, ""));
+    let auth = kx_auth.strip_prefix("ECDHE_").unwrap_or(kx_auth);
+    tags.extend(["kECDHE", "ECDHE", "EECDH", "kEECDH"].map(String::from));
+    let ossl_auth = match auth {
+        "RSA" => {
+            tags.extend(["aRSA", "RSA"].map(String::from));
+            "RSA"
+        }
+        "ECDSA" => {
+            tags.extend(["aECDSA", "ECDSA"].map(String::from));
+            "ECDSA"
+        }
+        other => other,
+    };
+    let ossl_cipher = match cipher {
+        c if c.starts_with("AES_128_GCM") => {
+            tags.extend(["AES128", "AES", "AESGCM"].map(String::from));
+            "AES128-GCM"
+        }
+        c if c.starts_with("AES_256_GCM") => {
+            tags.extend(["AES256", "AES", "AESGCM"].map(String::from));
+            "AES256-GCM"
+        }
+        c if c.starts_with("CHACHA20_POLY1305") => {
+            tags.push("CHACHA20".into());
+            "CHACHA20-POLY1305"
+        }
+        other => other,
+    };
+    let mac = if cipher.ends_with("SHA384") {
+        "SHA384"
+    } else {
+        "SHA256"
+    };
+    tags.push(mac.into());
+    let ossl = if ossl_cipher == "CHACHA20-POLY1305" {
+        format!("ECDHE-{ossl_auth}-{ossl_cipher}")
+    } else {
+        format!("ECDHE-{ossl_auth}-{ossl_cipher}-{mac}")
+    };
+    tags.push(ossl);
+    tags
+}
+
+/// The server certificates (one per key type) and their files, re-readable (`reload`) while
+/// sessions use them.
 #[derive(Debug)]
 pub struct CertStore {
-    cert: PathBuf,
-    key: PathBuf,
-    current: RwLock<Arc<CertifiedKey>>,
+    /// (certificate file, key file) per certificate; the same file for a chain file.
+    sources: Vec<(PathBuf, PathBuf)>,
+    current: RwLock<Arc<Vec<Arc<CertifiedKey>>>>,
+    /// Bumped by every successful `reload` (the SNI cache compares it).
+    generation: AtomicU64,
 }
 
 fn provider() -> CryptoProvider {
@@ -300,33 +470,64 @@ fn certified_key(cert: &Path, key: &Path) -> Result<CertifiedKey, TlsError> {
     CertifiedKey::from_der(certs, key_der, &provider()).map_err(|e| file_err(key, e.to_string()))
 }
 
+fn load_keys(sources: &[(PathBuf, PathBuf)]) -> Result<Vec<Arc<CertifiedKey>>, TlsError> {
+    sources
+        .iter()
+        .map(|(c, k)| certified_key(c, k).map(Arc::new))
+        .collect()
+}
+
+/// The first certificate whose key can sign with a scheme the client offers (Postfix/OpenSSL:
+/// an ECDSA certificate for a client that offers ECDSA, RSA otherwise); the first one when
+/// none fits (the handshake then fails the way the client expects).
+pub fn choose(
+    keys: &[Arc<CertifiedKey>],
+    offered: &[SignatureScheme],
+) -> Option<Arc<CertifiedKey>> {
+    keys.iter()
+        .find(|k| k.key.choose_scheme(offered).is_some())
+        .or_else(|| keys.first())
+        .cloned()
+}
+
 impl CertStore {
     pub fn load(cert: &Path, key: &Path) -> Result<CertStore, TlsError> {
+        CertStore::load_all(&[(cert.to_path_buf(), key.to_path_buf())])
+    }
+
+    /// Several certificates (`smtpd_tls_chain_files` with an RSA and an ECDSA key).
+    pub fn load_all(sources: &[(PathBuf, PathBuf)]) -> Result<CertStore, TlsError> {
         Ok(CertStore {
-            current: RwLock::new(Arc::new(certified_key(cert, key)?)),
-            cert: cert.to_path_buf(),
-            key: key.to_path_buf(),
+            current: RwLock::new(Arc::new(load_keys(sources)?)),
+            sources: sources.to_vec(),
+            generation: AtomicU64::new(0),
         })
     }
 
-    /// Re-reads the files; on error the certificate in use stays.
+    /// Re-reads the files; on error the certificates in use stay.
     pub fn reload(&self) -> Result<(), TlsError> {
-        let fresh = Arc::new(certified_key(&self.cert, &self.key)?);
+        let fresh = Arc::new(load_keys(&self.sources)?);
         *self.current.write().unwrap_or_else(PoisonError::into_inner) = fresh;
+        self.generation.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
-    fn get(&self) -> Arc<CertifiedKey> {
+    fn all(&self) -> Arc<Vec<Arc<CertifiedKey>>> {
         self.current
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
     }
+
+    #[cfg(test)]
+    fn get(&self) -> Arc<CertifiedKey> {
+        self.all()[0].clone()
+    }
 }
 
 impl ResolvesServerCert for CertStore {
-    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(self.get())
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        choose(&self.all(), hello.signature_schemes())
     }
 }
 
@@ -335,11 +536,102 @@ pub fn server_config(
     store: Arc<CertStore>,
     versions: &[&'static rustls::SupportedProtocolVersion],
 ) -> Result<ServerConfig, TlsError> {
-    let cfg = ServerConfig::builder_with_provider(Arc::new(provider()))
+    server_config_with(store, versions, Arc::new(provider()))
+}
+
+/// `server_config` with the cipher suites of `provider` (`cipher_suites`).
+pub fn server_config_with(
+    store: Arc<CertStore>,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+    provider: Arc<CryptoProvider>,
+) -> Result<ServerConfig, TlsError> {
+    let cfg = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(versions)?
         .with_no_client_auth()
         .with_cert_resolver(store);
     Ok(cfg)
+}
+
+/// SNI map values cached at most (a client cannot grow the cache: only table values are keys).
+const MAX_SNI_CACHE: usize = 1000;
+
+/// `tls_server_sni_maps`: picks the server config for the name a client sends.
+pub struct Sni {
+    maps: crate::maps::TableList,
+    dir: PathBuf,
+    versions: Vec<&'static rustls::SupportedProtocolVersion>,
+    provider: Arc<CryptoProvider>,
+    /// Its `generation` invalidates the cache on SIGHUP.
+    default: Arc<CertStore>,
+    /// map value → (default store generation when built, config)
+    cache: Mutex<HashMap<String, (u64, Arc<ServerConfig>)>>,
+}
+
+/// The keys Postfix's tls_server_sni_callback tries, in order: the name (lower case, without a
+/// trailing dot), then each parent domain with a leading dot (`.example.com`, `.com`).
+pub fn sni_keys(name: &str) -> Vec<String> {
+    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    let mut keys = vec![name.clone()];
+    let mut rest = name.as_str();
+    while let Some(i) = rest.get(1..).and_then(|r| r.find('.')) {
+        rest = &rest[i + 1..];
+        keys.push(rest.to_string());
+    }
+    keys
+}
+
+impl Sni {
+    /// The config for `name`: `Ok(None)` when no key matches (use the default certificate),
+    /// `Err` when a table fails or the matched chain files cannot be read (the handshake must
+    /// fail: answering with another certificate is not what the map says).
+    pub async fn config_for(&self, name: &str) -> Result<Option<Arc<ServerConfig>>, String> {
+        let mut value = None;
+        for key in sni_keys(name) {
+            match self.maps.lookup(&key).await {
+                Ok(Some(v)) => {
+                    value = Some(v);
+                    break;
+                }
+                Ok(None) => {}
+                Err(e) => return Err(format!("SNI lookup of {key}: {e}")),
+            }
+        }
+        let Some(value) = value else {
+            return Ok(None);
+        };
+        let generation = self.default.generation.load(Ordering::Relaxed);
+        if let Some((g, cfg)) = self
+            .cache
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&value)
+            && *g == generation
+        {
+            return Ok(Some(cfg.clone()));
+        }
+        let files = crate::config::maincf::split_list(&value);
+        if files.is_empty() {
+            return Err(format!("SNI name {name}: empty table value"));
+        }
+        let sources: Vec<(PathBuf, PathBuf)> = files
+            .iter()
+            .map(|f| {
+                let p = PathBuf::from(f.trim());
+                let p = if p.is_relative() { self.dir.join(p) } else { p };
+                (p.clone(), p)
+            })
+            .collect();
+        let store = CertStore::load_all(&sources).map_err(|e| format!("SNI name {name}: {e}"))?;
+        let cfg = server_config_with(Arc::new(store), &self.versions, self.provider.clone())
+            .map_err(|e| format!("SNI name {name}: {e}"))?;
+        let cfg = Arc::new(cfg);
+        let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+        if cache.len() >= MAX_SNI_CACHE {
+            cache.clear();
+        }
+        cache.insert(value, (generation, cfg.clone()));
+        Ok(Some(cfg))
+    }
 }
 
 /// `(using TLSv1.3 with cipher TLS13_AES_256_GCM_SHA384 (256/256 bits))` for the Received:
@@ -478,6 +770,213 @@ mod tests {
                 .expect("policy")
                 .offers_starttls()
         );
+    }
+
+    /// A chain file (key, then certificate) for `name` with a key of `alg`.
+    fn chain_file(path: &Path, name: &str, alg: &'static rcgen::SignatureAlgorithm) {
+        let key = rcgen::KeyPair::generate_for(alg).expect("key");
+        let cert = rcgen::CertificateParams::new(vec![name.to_string()])
+            .expect("params")
+            .self_signed(&key)
+            .expect("sign");
+        std::fs::write(path, key.serialize_pem() + &cert.pem()).expect("write");
+    }
+
+    /// The certificate offered depends on the client's signature schemes.
+    #[test]
+    fn several_certificates_chosen_by_signature_scheme() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (ec, ed) = (dir.path().join("ec.pem"), dir.path().join("ed.pem"));
+        chain_file(&ec, "ec.test", &rcgen::PKCS_ECDSA_P256_SHA256);
+        chain_file(&ed, "ed.test", &rcgen::PKCS_ED25519);
+        let store = CertStore::load_all(&[(ec.clone(), ec.clone()), (ed.clone(), ed.clone())])
+            .expect("load");
+        let keys = store.all();
+        let alg = |k: &Arc<CertifiedKey>| format!("{:?}", k.key.algorithm());
+        let cases: &[(&[SignatureScheme], &str)] = &[
+            (&[SignatureScheme::ED25519], "ED25519"),
+            (&[SignatureScheme::ECDSA_NISTP256_SHA256], "ECDSA"),
+            (
+                &[
+                    SignatureScheme::ED25519,
+                    SignatureScheme::ECDSA_NISTP256_SHA256,
+                ],
+                "ECDSA",
+            ),
+            // Nothing fits: the first one (the handshake fails as the client expects).
+            (&[SignatureScheme::RSA_PSS_SHA256], "ECDSA"),
+        ];
+        for (offered, want) in cases {
+            let got = choose(&keys, offered).expect("a key");
+            assert_eq!(alg(&got), *want, "{offered:?}");
+        }
+        assert!(choose(&[], &[SignatureScheme::ED25519]).is_none());
+        // The policy reads both files of smtpd_tls_chain_files.
+        let main = format!(
+            "smtpd_tls_chain_files = {}, {}\nsmtpd_tls_security_level = may\n",
+            ec.display(),
+            ed.display()
+        );
+        let (cfg, _) = Config::from_text(dir.path(), &main, "").expect("config");
+        let p = TlsPolicy::from_config(&cfg).expect("policy");
+        assert_eq!(p.certs.expect("store").all().len(), 2);
+    }
+
+    #[test]
+    fn sni_lookup_keys() {
+        let cases: &[(&str, &[&str])] = &[
+            (
+                "Mail.Example.COM",
+                &["mail.example.com", ".example.com", ".com"],
+            ),
+            (
+                "mx.example.org.",
+                &["mx.example.org", ".example.org", ".org"],
+            ),
+            ("localhost", &["localhost"]),
+        ];
+        for (name, want) in cases {
+            assert_eq!(sni_keys(name), *want, "{name}");
+        }
+    }
+
+    /// Exact name, parent domain, no match (default), and a matched file that cannot be read
+    /// (an error, never the default certificate).
+    #[tokio::test]
+    async fn sni_maps_choose_the_config() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (def, one) = (dir.path().join("def.pem"), dir.path().join("one.pem"));
+        chain_file(&def, "default.test", &rcgen::PKCS_ECDSA_P256_SHA256);
+        chain_file(&one, "one.test", &rcgen::PKCS_ECDSA_P256_SHA256);
+        std::fs::write(
+            dir.path().join("sni"),
+            format!(
+                "one.test {}\n.two.test one.pem\nbroken.test {}\n",
+                one.display(),
+                dir.path().join("missing.pem").display()
+            ),
+        )
+        .expect("map");
+        let main = format!(
+            "smtpd_tls_chain_files = {}\nsmtpd_tls_security_level = may\n\
+             tls_server_sni_maps = texthash:{}\n",
+            def.display(),
+            dir.path().join("sni").display()
+        );
+        let (cfg, _) = Config::from_text(dir.path(), &main, "").expect("config");
+        let p = TlsPolicy::from_config(&cfg).expect("policy");
+        let sni = p.sni.expect("sni");
+        assert!(sni.config_for("one.test").await.expect("one").is_some());
+        assert!(sni.config_for("ONE.test.").await.expect("one").is_some());
+        // `.two.test` with a path relative to the configuration directory.
+        assert!(sni.config_for("mx.two.test").await.expect("two").is_some());
+        assert!(sni.config_for("two.test").await.expect("two").is_none());
+        assert!(
+            sni.config_for("other.example")
+                .await
+                .expect("other")
+                .is_none()
+        );
+        let e = sni.config_for("broken.test").await.expect_err("broken");
+        assert!(e.contains("missing.pem"), "{e}");
+    }
+
+    fn suite_names(v: &[SupportedCipherSuite]) -> Vec<String> {
+        v.iter().map(|s| format!("{:?}", s.suite())).collect()
+    }
+
+    #[test]
+    fn cipher_grades_and_exclusions() {
+        let both = protocol_versions("").expect("versions");
+        let all = cipher_suites("smtpd_tls_ciphers", "medium", &[], &both).expect("medium");
+        assert_eq!(all.len(), provider().cipher_suites.len());
+        assert_eq!(
+            cipher_suites("smtpd_tls_ciphers", "high", &[], &both)
+                .expect("high")
+                .len(),
+            all.len()
+        );
+        for grade in ["low", "export", "null", "bogus"] {
+            let e = cipher_suites("smtpd_tls_mandatory_ciphers", grade, &[], &both)
+                .expect_err(grade)
+                .to_string();
+            assert!(e.starts_with("smtpd_tls_mandatory_ciphers = "), "{e}");
+        }
+        let ex = |list: &[&str]| -> Vec<String> {
+            let list: Vec<String> = list.iter().map(|s| s.to_string()).collect();
+            suite_names(
+                &cipher_suites("smtpd_tls_ciphers", "medium", &list, &both).expect("suites"),
+            )
+        };
+        // Postfix's usual list matches nothing rustls has.
+        assert_eq!(
+            ex(&["aNULL", "MD5", "DES", "3DES", "RC4", "eNULL"]).len(),
+            all.len()
+        );
+        // A component removes the TLS 1.2 suites using it, not the TLS 1.3 ones.
+        let no_cbc = ex(&["AES128"]);
+        assert!(no_cbc.contains(&"TLS13_AES_128_GCM_SHA256".to_string()));
+        assert!(
+            !no_cbc
+                .iter()
+                .any(|n| n.starts_with("TLS_") && n.contains("AES_128"))
+        );
+        assert!(no_cbc.contains(&"TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384".to_string()));
+        // OpenSSL and IANA names.
+        let one = ex(&["ECDHE-RSA-CHACHA20-POLY1305", "TLS_AES_256_GCM_SHA384"]);
+        assert!(!one.contains(&"TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256".to_string()));
+        assert!(!one.contains(&"TLS13_AES_256_GCM_SHA384".to_string()));
+        assert_eq!(one.len(), all.len() - 2);
+        assert_eq!(ex(&["aECDSA"]).len(), all.len() - 3);
+        // Only TLS 1.3 enabled: only its suites; excluding them all is a start-up error.
+        let v13 = protocol_versions(">=TLSv1.3").expect("versions");
+        let only13 = cipher_suites("smtpd_tls_ciphers", "", &[], &v13).expect("suites");
+        assert!(suite_names(&only13).iter().all(|n| n.starts_with("TLS13_")));
+        let every13: Vec<String> = [
+            "TLS_AES_128_GCM_SHA256",
+            "TLS_AES_256_GCM_SHA384",
+            "TLS_CHACHA20_POLY1305_SHA256",
+        ]
+        .map(String::from)
+        .to_vec();
+        assert!(cipher_suites("smtpd_tls_ciphers", "", &every13, &v13).is_err());
+    }
+
+    /// Start-up errors name the parameter that was read (mandatory for encrypt).
+    #[test]
+    fn protocol_errors_name_the_parameter() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (cert, key) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
+        self_signed("mx.test", &cert, &key).expect("generate");
+        let files = format!(
+            "smtpd_tls_cert_file = {}\nsmtpd_tls_key_file = {}\n",
+            cert.display(),
+            key.display()
+        );
+        let cases = [
+            (
+                "smtpd_tls_security_level = may\nsmtpd_tls_protocols = <=TLSv1.1\n",
+                "smtpd_tls_protocols = ",
+            ),
+            (
+                "smtpd_tls_security_level = encrypt\nsmtpd_tls_mandatory_protocols = !TLSv1.2, !TLSv1.3\n",
+                "smtpd_tls_mandatory_protocols = ",
+            ),
+            (
+                "smtpd_tls_security_level = encrypt\nsmtpd_tls_mandatory_ciphers = export\n",
+                "smtpd_tls_mandatory_ciphers = export",
+            ),
+            (
+                "smtpd_tls_security_level = may\nsmtpd_tls_ciphers = low\n",
+                "smtpd_tls_ciphers = low",
+            ),
+        ];
+        for (extra, want) in cases {
+            let (cfg, _) =
+                Config::from_text(dir.path(), &(files.clone() + extra), "").expect("config");
+            let e = TlsPolicy::from_config(&cfg).expect_err(extra).to_string();
+            assert!(e.starts_with(want), "{extra}: {e}");
+        }
     }
 
     /// `reload` picks up a renewed certificate; a broken file keeps the old one.

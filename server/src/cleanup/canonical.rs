@@ -6,7 +6,8 @@
 //! result is looked up again until it maps to itself or nothing (at most 10 levels, as
 //! Postfix's MAX_RECURSION); `@domain` results keep the local part; unmatched extensions
 //! propagate when `propagate_unmatched_extensions` lists `canonical`. A failed lookup is a
-//! temporary `451 4.3.0` — never "not found". Header addresses are not rewritten here.
+//! temporary `451 4.3.0` — never "not found". Header addresses go through [`rewrite_header`]
+//! (the caller finds them in the header, see `header_rewrite`).
 //! Entry points: [`Classes::parse`], [`rewrite`], [`LocalDomains`].
 
 use crate::dsn::Status;
@@ -189,6 +190,29 @@ pub async fn rewrite(
         out = map11(&c.specific, &out, s, local).await?;
     }
     if applies(c.common_classes, side) {
+        out = map11(&c.common, &out, s, local).await?;
+    }
+    Ok(out)
+}
+
+/// The header-class counterpart of [`rewrite`]: the side-specific maps, then
+/// `canonical_maps`, each only when its classes include `header_sender`/`header_recipient`.
+pub async fn rewrite_header(
+    c: &Canonical,
+    side: Side,
+    addr: &str,
+    s: &MapSettings,
+    local: &LocalDomains,
+) -> Result<String, Status> {
+    let on = |k: Classes| match side {
+        Side::Sender => k.header_sender,
+        Side::Recipient => k.header_recipient,
+    };
+    let mut out = addr.to_string();
+    if on(c.specific_classes) {
+        out = map11(&c.specific, &out, s, local).await?;
+    }
+    if on(c.common_classes) {
         out = map11(&c.common, &out, s, local).await?;
     }
     Ok(out)

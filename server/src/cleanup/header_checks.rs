@@ -3,9 +3,11 @@
 //! is looked up once in the tables; the first matching rule's action applies:
 //! REJECT (stops; `550 5.7.1 text`), DISCARD (stops; accept and drop), HOLD, WARN (log),
 //! IGNORE (delete the line), PREPEND (insert a line before it), REPLACE (swap it), REDIRECT
-//! (replace all recipients), DUNNO/OK (nothing). FILTER and unknown actions are logged and
-//! ignored. `mime_header_checks`, `nested_header_checks` and `body_checks` are not done here.
-//! A failed lookup is a temporary `451 4.3.0`. No IO. Entry points: [`split_header`], [`check`].
+//! (replace all recipients), FILTER (content filter for the message), BCC (add a recipient),
+//! DUNNO/OK (nothing); unknown actions are logged and ignored. The action vocabulary
+//! ([`apply`]) is shared with `mime_header_checks`, `nested_header_checks` and `body_checks`,
+//! which `message` drives. A failed lookup is a temporary `451 4.3.0`. No IO.
+//! Entry points: [`split_header`], [`check`], [`apply`], [`lookup`].
 
 use crate::dsn::Status;
 use crate::maps::TableList;
@@ -13,11 +15,11 @@ use crate::maps::TableList;
 /// Postfix's `header_size_limit` default: header bytes beyond this are not inspected.
 pub const HEADER_SIZE_LIMIT: usize = 102_400;
 
-/// What the checks decided, with the (possibly edited) header.
+/// What the checks decided, with the (possibly edited) text.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Outcome {
-    /// The header to write (CRLF line ends as given).
-    pub header: Vec<u8>,
+    /// The header (or whole message) to write (line ends as given).
+    pub data: Vec<u8>,
     /// REJECT: the reply to give.
     pub reject: Option<Status>,
     /// DISCARD: the reason logged.
@@ -26,6 +28,10 @@ pub struct Outcome {
     pub hold: Option<String>,
     /// REDIRECT: the new (only) recipient.
     pub redirect: Option<String>,
+    /// FILTER: `transport:destination` for every recipient (recorded as `content_filter`).
+    pub filter: Option<String>,
+    /// BCC: added recipients, in order, without duplicates.
+    pub bcc: Vec<String>,
 }
 
 /// Splits a message into its header (every header line with its line end) and the rest
@@ -61,7 +67,7 @@ fn is_header_start(line: &[u8]) -> bool {
 }
 
 /// The logical header lines of `header`, each with its folded continuation lines.
-fn logical_lines(header: &[u8]) -> Vec<&[u8]> {
+pub fn logical_lines(header: &[u8]) -> Vec<&[u8]> {
     let mut out: Vec<&[u8]> = Vec::new();
     let mut start = 0;
     let mut pos = 0;
@@ -83,7 +89,7 @@ fn logical_lines(header: &[u8]) -> Vec<&[u8]> {
 }
 
 /// The lookup key of a logical line: unfolded, without its final line end.
-fn unfold(line: &[u8]) -> String {
+pub fn unfold(line: &[u8]) -> String {
     String::from_utf8_lossy(line)
         .replace("\r\n", "")
         .replace('\n', "")
@@ -111,87 +117,127 @@ fn with_crlf(text: &str) -> Vec<u8> {
     v
 }
 
-/// Runs `header_checks` over `header` (as returned by [`split_header`]).
+/// Runs `header_checks` over `header` (as returned by [`split_header`]); `Outcome::data` is
+/// the edited header. Whole messages (MIME parts, body) go through `message::inspect`.
 pub async fn check(maps: &TableList, header: &[u8]) -> Result<Outcome, Status> {
     let mut out = Outcome::default();
     if maps.is_empty() {
-        out.header = header.to_vec();
+        out.data = header.to_vec();
         return Ok(out);
     }
     let lines = logical_lines(header);
     for (i, line) in lines.iter().enumerate() {
         let key = unfold(line);
-        let found = maps.lookup(&key).await.map_err(|e| {
-            tracing::warn!("cleanup: header_checks lookup: {e}");
-            Status::new(
-                451,
-                "4.3.0",
-                "Error: temporary header_checks lookup failure",
-            )
-        })?;
-        let Some(value) = found else {
-            out.header.extend_from_slice(line);
-            continue;
+        let found = lookup(maps, "header_checks", &key).await?;
+        let flow = match found {
+            None => {
+                out.data.extend_from_slice(line);
+                Flow::Next
+            }
+            Some(value) => apply("header", &key, line, &value, &mut out),
         };
-        let value = value.trim();
-        let (action, text) = match value.split_once([' ', '\t']) {
-            Some((a, t)) => (a, t.trim()),
-            None => (value, ""),
-        };
-        let shown = key.chars().take(200).collect::<String>();
-        match action.to_ascii_uppercase().as_str() {
-            "REJECT" => {
-                tracing::info!("reject: header {shown}: {text}");
-                let (dsn, text) = split_dsn(text, "5.7.1");
-                let text = if text.is_empty() {
-                    "Message content rejected"
-                } else {
-                    text
-                };
-                out.reject = Some(Status::new(550, dsn, text));
-                return Ok(out);
+        if flow == Flow::Stop {
+            // DISCARD keeps the rest as is (the message is dropped anyway); REJECT returns.
+            for l in lines.iter().skip(i + 1) {
+                out.data.extend_from_slice(l);
             }
-            "DISCARD" => {
-                tracing::info!("discard: header {shown}: {text}");
-                out.discard = Some(text.to_string());
-                // The rest of the header is kept as is; the message is dropped anyway.
-                for l in lines.iter().skip(i) {
-                    out.header.extend_from_slice(l);
-                }
-                return Ok(out);
-            }
-            "HOLD" => {
-                tracing::info!("hold: header {shown}: {text}");
-                out.hold = Some(text.to_string());
-                out.header.extend_from_slice(line);
-            }
-            "WARN" => {
-                tracing::info!("warning: header {shown}: {text}");
-                out.header.extend_from_slice(line);
-            }
-            "IGNORE" => {}
-            "PREPEND" if !text.is_empty() => {
-                out.header.extend_from_slice(&with_crlf(text));
-                out.header.extend_from_slice(line);
-            }
-            "REPLACE" if !text.is_empty() => {
-                out.header.extend_from_slice(&with_crlf(text));
-            }
-            "REDIRECT" if text.contains('@') => {
-                tracing::info!("redirect: header {shown}: {text}");
-                out.redirect = Some(text.to_string());
-                out.header.extend_from_slice(line);
-            }
-            "DUNNO" | "OK" => out.header.extend_from_slice(line),
-            other => {
-                tracing::warn!(
-                    "cleanup: header_checks: unsupported action {other} {text}; ignored"
-                );
-                out.header.extend_from_slice(line);
-            }
+            return Ok(out);
         }
     }
     Ok(out)
+}
+
+/// One table lookup; a failure is a temporary `451 4.3.0`, never "no match".
+pub async fn lookup(maps: &TableList, param: &str, key: &str) -> Result<Option<String>, Status> {
+    maps.lookup(key).await.map_err(|e| {
+        tracing::warn!("cleanup: {param} lookup: {e}");
+        Status::new(
+            451,
+            "4.3.0",
+            format!("Error: temporary {param} lookup failure"),
+        )
+    })
+}
+
+/// Whether inspection goes on after an action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    Next,
+    /// REJECT or DISCARD: nothing more is inspected.
+    Stop,
+}
+
+/// Applies one table result `value` (`ACTION text`) to the input line `line` (with its line
+/// end; `key` is its lookup form): writes what replaces the line to `out.data` and records
+/// decisions in `out`. `what` is "header" or "body", for the log.
+pub fn apply(what: &str, key: &str, line: &[u8], value: &str, out: &mut Outcome) -> Flow {
+    let value = value.trim();
+    let (action, text) = match value.split_once([' ', '\t']) {
+        Some((a, t)) => (a, t.trim()),
+        None => (value, ""),
+    };
+    let shown = key.chars().take(200).collect::<String>();
+    match action.to_ascii_uppercase().as_str() {
+        "REJECT" => {
+            tracing::info!("reject: {what} {shown}: {text}");
+            let (dsn, text) = split_dsn(text, "5.7.1");
+            let text = if text.is_empty() {
+                "Message content rejected"
+            } else {
+                text
+            };
+            out.reject = Some(Status::new(550, dsn, text));
+            return Flow::Stop;
+        }
+        "DISCARD" => {
+            tracing::info!("discard: {what} {shown}: {text}");
+            out.discard = Some(text.to_string());
+            out.data.extend_from_slice(line);
+            return Flow::Stop;
+        }
+        "HOLD" => {
+            tracing::info!("hold: {what} {shown}: {text}");
+            out.hold = Some(text.to_string());
+            out.data.extend_from_slice(line);
+        }
+        "WARN" => {
+            tracing::info!("warning: {what} {shown}: {text}");
+            out.data.extend_from_slice(line);
+        }
+        "IGNORE" => {}
+        "PREPEND" if !text.is_empty() => {
+            out.data.extend_from_slice(&with_crlf(text));
+            out.data.extend_from_slice(line);
+        }
+        "REPLACE" if !text.is_empty() => {
+            out.data.extend_from_slice(&with_crlf(text));
+        }
+        "REDIRECT" if text.contains('@') => {
+            // The last REDIRECT wins (header_checks(5)).
+            tracing::info!("redirect: {what} {shown}: {text}");
+            out.redirect = Some(text.to_string());
+            out.data.extend_from_slice(line);
+        }
+        "FILTER" if text.contains(':') => {
+            // The last FILTER wins (header_checks(5)).
+            tracing::info!("filter: {what} {shown}: {text}");
+            out.filter = Some(text.to_string());
+            out.data.extend_from_slice(line);
+        }
+        "BCC" if text.contains('@') => {
+            tracing::info!("bcc: {what} {shown}: {text}");
+            if !out.bcc.iter().any(|b| b == text) {
+                out.bcc.push(text.to_string());
+            }
+            out.data.extend_from_slice(line);
+        }
+        "DUNNO" | "OK" => out.data.extend_from_slice(line),
+        other => {
+            tracing::warn!("cleanup: {what}_checks: unsupported action {other} {text}; ignored");
+            out.data.extend_from_slice(line);
+        }
+    }
+    Flow::Next
 }
 
 #[cfg(test)]
@@ -209,7 +255,7 @@ mod tests {
     }
 
     fn text(o: &Outcome) -> String {
-        String::from_utf8_lossy(&o.header).into_owned()
+        String::from_utf8_lossy(&o.data).into_owned()
     }
 
     #[test]
@@ -229,9 +275,9 @@ mod tests {
         let (header, _) = split_header(MSG);
         let maps = Maps::default();
         let none = maps.open_list("").expect("opens");
-        assert_eq!(check(&none, header).await.expect("ok").header, header);
+        assert_eq!(check(&none, header).await.expect("ok").data, header);
         let o = run("regexp:{ {/^X-Nothing:/ REJECT} }").await;
-        assert_eq!(o.header, header);
+        assert_eq!(o.data, header);
         assert_eq!(o.reject, None);
     }
 

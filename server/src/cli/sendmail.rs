@@ -5,7 +5,9 @@
 //! through cleanup (virtual alias expansion, …) into `incoming/`. The pickup trigger is poked
 //! when the mail system runs; otherwise the message waits in `maildrop/`. `-bp` = mailq,
 //! `-q` = `postqueue -f`, `-qRsite` = `postqueue -s site`, `-bi`/`-I` = newaliases.
-//! Accepted and ignored as in Postfix: `-B -G -L -N -O -R -U -V -X -h -m -n -o7 -o8 -oA -oX -v
+//! RFC 3461 as Postfix's sendmail: `-N never|success,failure,delay` (every recipient's
+//! NOTIFY), `-R full|hdrs` (RET), `-V envid` (ENVID); a bad value is warned about and ignored.
+//! Accepted and ignored as in Postfix: `-B -G -L -O -U -X -h -m -n -o7 -o8 -oA -oX -v
 //! -x -bm -oem -oee`. Refused: `-bs` (SMTP on stdin), `-bd`/`-bv`/`-bh` (use `postern serve`).
 //! The parsers here (`parse_input`, `header_recipients`) are pure.
 
@@ -199,9 +201,28 @@ fn run_inner(
     let mut dir: Option<String> = None;
     let (mut sender, mut fullname, mut extract, mut ignore_dots) = (None, None, false, false);
     let mut mode = 'm';
+    let (mut notify, mut ret, mut envid) = (crate::dsn::Notify::default(), None, None);
     for (c, v) in opts {
         let v = v.unwrap_or_default();
         match c {
+            'N' => match crate::dsn::Notify::parse(&v) {
+                Some(n) => notify = n,
+                None => {
+                    let _ = writeln!(err, "sendmail: warning: bad -N option value -- ignored");
+                }
+            },
+            'R' => match crate::dsn::Ret::parse(&v) {
+                Some(r) => ret = Some(r),
+                None => {
+                    let _ = writeln!(err, "sendmail: warning: bad -R option value -- ignored");
+                }
+            },
+            'V' if !v.is_empty() && v.len() <= 100 && v.bytes().all(|b| b.is_ascii_graphic()) => {
+                envid = Some(v)
+            }
+            'V' => {
+                let _ = writeln!(err, "sendmail: warning: bad -V option value -- ignored");
+            }
             'c' => dir = Some(v),
             // Postfix: -C names main.cf (or its directory).
             'C' => {
@@ -308,10 +329,25 @@ fn run_inner(
     }
     let mut env = Envelope::new(
         sender,
-        rcpts.into_iter().map(Recipient::new).collect(),
+        rcpts
+            .into_iter()
+            .map(|r| {
+                Recipient::new(r).with_dsn(crate::dsn::RcptDsn {
+                    notify,
+                    orcpt: None,
+                })
+            })
+            .collect(),
         std::time::SystemTime::now(),
     );
     env.attrs.push((ATTR_UID.into(), uid.to_string()));
+    if let Some(envid) = envid {
+        env.attrs.push((crate::queue::ATTR_ENVID.into(), envid));
+    }
+    if let Some(ret) = ret {
+        env.attrs
+            .push((crate::queue::ATTR_RET.into(), ret.as_str().into()));
+    }
     if let Some(name) = fullname {
         env.attrs.push((ATTR_FULLNAME.into(), name));
     }
@@ -382,6 +418,59 @@ mod tests {
         let mut err = Vec::new();
         let code = run(&args, &mut stdin.as_bytes(), &mut Vec::new(), &mut err);
         (code, String::from_utf8_lossy(&err).into_owned())
+    }
+
+    /// -N/-R/-V land in the maildrop file as NOTIFY per recipient, RET and ENVID.
+    #[test]
+    fn dsn_options_reach_the_maildrop() {
+        let (dir, etc) = config();
+        let (code, err) = sendmail(
+            &[
+                "-c",
+                &etc,
+                "-N",
+                "success,delay",
+                "-R",
+                "hdrs",
+                "-V",
+                "ID-1",
+                "a@x.test",
+                "b@x.test",
+            ],
+            "Subject: s\n\nbody\n",
+        );
+        assert_eq!(code, EX_OK, "{err}");
+        assert!(!err.contains("bad -"), "{err}");
+        let store = crate::queue::Store::open(dir.path().join("spool")).expect("store");
+        let ids = store.scan(Queue::Maildrop).expect("scan");
+        let m = store.load(&ids[0]).expect("load");
+        assert_eq!(m.envelope.attr(crate::queue::ATTR_ENVID), Some("ID-1"));
+        assert_eq!(m.envelope.attr(crate::queue::ATTR_RET), Some("HDRS"));
+        let want = crate::dsn::Notify::parse("SUCCESS,DELAY").unwrap_or_default();
+        assert_eq!(m.envelope.recipients.len(), 2);
+        assert!(m.envelope.recipients.iter().all(|r| r.dsn.notify == want));
+        // Bad values: a warning, and the message is still accepted without them.
+        let (code, err) = sendmail(
+            &[
+                "-c",
+                &etc,
+                "-N",
+                "never,success",
+                "-R",
+                "all",
+                "-V",
+                "a b",
+                "c@x.test",
+            ],
+            "Subject: s\n\nbody\n",
+        );
+        assert_eq!(code, EX_OK, "{err}");
+        for opt in ["-N", "-R", "-V"] {
+            assert!(
+                err.contains(&format!("bad {opt} option value -- ignored")),
+                "{err}"
+            );
+        }
     }
 
     #[test]

@@ -16,8 +16,12 @@
 //! bounces (5.6.7) where the server lacks it. STARTTLS (RFC 3207): sent when offered and the
 //! policy asks; response bytes pipelined after the `220` are a protocol error (never read as
 //! TLS-protected data, CVE-2011-0411's client side); after the handshake the EHLO is repeated and
-//! the old capabilities forgotten. Outcomes: 2xx sent, 4xx / connection refused /
-//! timeout / lost connection deferred, 5xx bounced; the text keeps the remote reply
+//! the old capabilities forgotten. For the smtp transport (`ContentOpts`): 8-bit content to a
+//! server without 8BITMIME is converted to quoted-printable first (`mime8`; what cannot be
+//! converted bounces 5.6.3), and a message of at least `postern_smtp_chunking_threshold` bytes
+//! goes as one `BDAT n LAST` chunk when the server offers CHUNKING (RFC 3030). Outcomes: 2xx
+//! sent, 4xx / connection refused / timeout / lost connection deferred, 5xx bounced; the text
+//! keeps the remote reply
 //! (`host X said: 550 5.1.1 … (in reply to RCPT TO command)`).
 
 use std::path::{Path, PathBuf};
@@ -221,6 +225,19 @@ pub fn dot_stuff(content: &[u8]) -> Vec<u8> {
     out
 }
 
+/// The message as one BDAT chunk carries it: CRLF line ends, no dot-stuffing (RFC 3030 §2).
+pub fn crlf(content: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(content.len() + content.len() / 32 + 2);
+    if !content.is_empty() {
+        let body = content.strip_suffix(b"\n").unwrap_or(content);
+        for line in body.split(|b| *b == b'\n') {
+            out.extend_from_slice(line.strip_suffix(b"\r").unwrap_or(line));
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+    out
+}
+
 /// Control characters (CR, LF, NUL, …) and angle brackets never go into a command.
 fn unsafe_address(addr: &str) -> bool {
     addr.chars().any(|c| c.is_control() || c == '<' || c == '>')
@@ -418,6 +435,8 @@ struct Tracker {
     broken: bool,
     /// The TLS handshake failed where the policy allows plaintext: reconnect without TLS.
     retry_plain: bool,
+    /// The server announced DSN and got the RFC 3461 parameters (`Outcome::dsn_passed`).
+    dsn_passed: bool,
 }
 
 impl Tracker {
@@ -431,6 +450,7 @@ impl Tracker {
                 remote_mta: self.remote.clone(),
                 remote_reply: reply.map(Reply::one_line),
                 setup: self.setup,
+                dsn_passed: self.dsn_passed,
             });
         }
     }
@@ -497,6 +517,7 @@ pub async fn deliver(personality: Personality, cfg: &Config, req: &Request) -> V
         setup: Duration::ZERO,
         broken: false,
         retry_plain: false,
+        dsn_passed: false,
     };
 
     if unsafe_address(&req.sender) {
@@ -567,6 +588,7 @@ pub async fn deliver(personality: Personality, cfg: &Config, req: &Request) -> V
         tls: None,
         skip_5xx_greeting: false,
         auth: None,
+        content: ContentOpts::default(),
     };
     run_session(
         personality,
@@ -601,7 +623,8 @@ async fn run_session(
     started: Instant,
 ) -> Option<Caps> {
     let caps = open_session(personality, s, t, to, opts).await?;
-    transact(personality, s, t, req, wanted, to, &caps, started).await;
+    let content = opts.content;
+    transact(personality, s, t, req, wanted, to, &caps, started, content).await;
     Some(caps)
 }
 
@@ -682,12 +705,28 @@ async fn transact(
     to: &Timeouts,
     caps: &Caps,
     started: Instant,
+    copts: ContentOpts,
 ) {
     let has = |name: &str| caps.has(name);
+    // RFC 6152 §3: 8-bit content to a server without 8BITMIME goes as quoted-printable
+    // (`mime8`); what cannot be converted is refused here (5.6.3), before MAIL FROM.
+    let converted;
+    let convert = copts.downgrade_8bit && !has("8BITMIME") && super::mime8::has_8bit(&req.content);
+    let content: &[u8] = if convert {
+        match super::mime8::downgrade(&req.content) {
+            Ok(c) => {
+                converted = c;
+                &converted
+            }
+            Err(st) => return t.rest(&st, None),
+        }
+    } else {
+        &req.content
+    };
     // RFC 1870: refuse early when the server says the message is too big.
     if let Some(limit) = caps.size_limit()
         && limit > 0
-        && req.content.len() as u64 > limit
+        && content.len() as u64 > limit
     {
         return t.rest(
             &Status::new(
@@ -695,7 +734,7 @@ async fn transact(
                 "5.3.4",
                 format!(
                     "message size {} exceeds size limit {limit} of server {}",
-                    req.content.len(),
+                    content.len(),
                     t.relay
                 ),
             ),
@@ -703,16 +742,32 @@ async fn transact(
         );
     }
     let pipelining = has("PIPELINING");
-    let eight_bit = has("8BITMIME") && req.content.iter().any(|b| *b >= 0x80);
+    // RFC 3030: BDAT instead of DATA (no dot-stuffing, no 354 round trip) for large messages.
+    let bdat = personality == Personality::Smtp
+        && has("CHUNKING")
+        && copts.bdat_threshold > 0
+        && content.len() as u64 >= copts.bdat_threshold;
+    let eight_bit = has("8BITMIME") && content.iter().any(|b| *b >= 0x80);
     t.setup = started.elapsed();
 
-    // RFC 6531: a non-ASCII envelope needs SMTPUTF8; without it the mail cannot go this way.
-    let utf8 = !req.sender.is_ascii()
+    // RFC 6531: a non-ASCII envelope needs SMTPUTF8, and so does (for smtp; an LMTP store such
+    // as Dovecot 2.3 keeps UTF-8 headers without announcing SMTPUTF8) a message whose client
+    // declared SMTPUTF8 and whose header is UTF-8 (Postfix smtp_proto.c); without it the mail
+    // cannot go this way. A declared SMTPUTF8 is passed on whenever the server offers it.
+    let utf8_envelope = !req.sender.is_ascii()
         || wanted
             .iter()
             .filter_map(|i| req.recipients.get(*i))
             .any(|r| !r.address.is_ascii());
-    if utf8 && !has("SMTPUTF8") {
+    let header_end = content
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or(content.len());
+    let utf8_header = personality == Personality::Smtp
+        && req.smtputf8
+        && !content.get(..header_end).unwrap_or_default().is_ascii();
+    let utf8 = utf8_envelope || (req.smtputf8 && has("SMTPUTF8"));
+    if (utf8_envelope || utf8_header) && !has("SMTPUTF8") {
         let text = format!(
             "SMTPUTF8 is required, but was not offered by host {}",
             t.relay
@@ -721,7 +776,7 @@ async fn transact(
     }
     let mut mail = format!("MAIL FROM:<{}>", req.sender);
     if has("SIZE") {
-        mail.push_str(&format!(" SIZE={}", req.content.len()));
+        mail.push_str(&format!(" SIZE={}", content.len()));
     }
     if eight_bit {
         mail.push_str(" BODY=8BITMIME");
@@ -729,11 +784,34 @@ async fn transact(
     if utf8 {
         mail.push_str(" SMTPUTF8");
     }
+    // RFC 3461: pass the DSN request on to a server that announces DSN.
+    let dsn = has("DSN");
+    t.dsn_passed = dsn;
+    if dsn {
+        if let Some(ret) = req.ret {
+            mail.push_str(&format!(" RET={}", ret.as_str()));
+        }
+        if let Some(envid) = &req.envid {
+            mail.push_str(&format!(" ENVID={}", crate::dsn::xtext_encode(envid)));
+        }
+    }
     mail.push_str("\r\n");
     let rcpt_cmds: Vec<String> = wanted
         .iter()
         .filter_map(|i| req.recipients.get(*i))
-        .map(|r| format!("RCPT TO:<{}>\r\n", r.address))
+        .map(|r| {
+            let mut c = format!("RCPT TO:<{}>", r.address);
+            if dsn {
+                if let Some(n) = r.dsn.notify.to_param() {
+                    c.push_str(&format!(" NOTIFY={n}"));
+                }
+                if let Some((kind, addr)) = r.dsn.orcpt.as_deref().and_then(|o| o.split_once(';')) {
+                    c.push_str(&format!(" ORCPT={kind};{}", crate::dsn::xtext_encode(addr)));
+                }
+            }
+            c.push_str("\r\n");
+            c
+        })
         .collect();
 
     let mut accepted: Vec<usize> = Vec::new();
@@ -743,7 +821,9 @@ async fn transact(
         for c in &rcpt_cmds {
             batch.extend_from_slice(c.as_bytes());
         }
-        batch.extend_from_slice(b"DATA\r\n");
+        if !bdat {
+            batch.extend_from_slice(b"DATA\r\n");
+        }
         if let Err(b) = s.send(&batch, to.mail).await {
             return t.broken(&b, "sending MAIL FROM");
         }
@@ -761,13 +841,23 @@ async fn transact(
                 Err(b) => return t.broken(&b, "sending RCPT TO"),
             }
         }
-        let data_reply = match s.read_reply(to.data_init).await {
-            Ok(r) => r,
-            Err(b) => return t.broken(&b, "sending DATA"),
+        let data_reply = if bdat {
+            None
+        } else {
+            match s.read_reply(to.data_init).await {
+                Ok(r) => Some(r),
+                Err(b) => return t.broken(&b, "sending DATA"),
+            }
         };
         if mail_reply.code / 100 != 2 {
             return t.rest_reply(&mail_reply, "MAIL FROM");
         }
+        let Some(data_reply) = data_reply else {
+            if accepted.is_empty() {
+                return;
+            }
+            return send_content(personality, s, t, content, &accepted, to, true).await;
+        };
         if data_reply.code == 354 && accepted.is_empty() {
             // Should not happen (RFC 2033 §4.2 says 503); end the empty transaction cleanly.
             let _ = s.send(b".\r\n", to.data_xfer).await;
@@ -802,6 +892,9 @@ async fn transact(
         if accepted.is_empty() {
             return;
         }
+        if bdat {
+            return send_content(personality, s, t, content, &accepted, to, true).await;
+        }
         if let Err(b) = s.send(b"DATA\r\n", to.data_init).await {
             return t.broken(&b, "sending DATA");
         }
@@ -812,21 +905,42 @@ async fn transact(
         }
     }
 
-    // Content.
-    let data = dot_stuff(&req.content);
+    send_content(personality, s, t, content, &accepted, to, false).await;
+}
+
+/// The message after a 354 (dot-stuffed, final dot) or as one `BDAT n LAST` chunk, then the
+/// reply (one per accepted recipient for LMTP).
+async fn send_content(
+    personality: Personality,
+    s: &mut Session,
+    t: &mut Tracker,
+    content: &[u8],
+    accepted: &[usize],
+    to: &Timeouts,
+    bdat: bool,
+) {
+    let data = if bdat {
+        let body = crlf(content);
+        let mut d = format!("BDAT {} LAST\r\n", body.len()).into_bytes();
+        d.extend_from_slice(&body);
+        d
+    } else {
+        dot_stuff(content)
+    };
     if let Err(b) = s.send(&data, to.data_xfer).await {
         return t.broken(&b, "sending message body");
     }
+    let done = if bdat { "BDAT" } else { "end of DATA" };
     match personality {
         // RFC 2033 §4.2: one reply per accepted recipient, in RCPT order.
         Personality::Lmtp => {
-            for i in &accepted {
+            for i in accepted {
                 match s.read_reply(to.data_done).await {
                     Ok(r) if r.code / 100 == 2 => {
                         let line = r.one_line();
                         t.set(*i, r.status(line), Some(&r));
                     }
-                    Ok(r) => t.reply(*i, &r, "end of DATA"),
+                    Ok(r) => t.reply(*i, &r, done),
                     Err(b) => {
                         return t.broken(
                             &b,
@@ -839,11 +953,11 @@ async fn transact(
         Personality::Smtp => match s.read_reply(to.data_done).await {
             Ok(r) if r.code / 100 == 2 => {
                 let line = r.one_line();
-                for i in &accepted {
+                for i in accepted {
                     t.set(*i, r.status(line.clone()), Some(&r));
                 }
             }
-            Ok(r) => t.rest_reply(&r, "end of DATA"),
+            Ok(r) => t.rest_reply(&r, done),
             Err(b) => t.broken(
                 &b,
                 "sending end of data -- message may be sent more than once",
@@ -1029,6 +1143,19 @@ pub(crate) struct ClientOpts {
     pub(crate) skip_5xx_greeting: bool,
     /// smtp_sasl_auth_enable with credentials for this server.
     pub(crate) auth: Option<SaslClient>,
+    /// How the message itself goes out.
+    pub(crate) content: ContentOpts,
+}
+
+/// How the smtp client sends the message content (all off for LMTP).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct ContentOpts {
+    /// Convert 8-bit content to quoted-printable for a server without 8BITMIME
+    /// (`disable_mime_output_conversion = no`).
+    pub(crate) downgrade_8bit: bool,
+    /// Send messages of at least this many bytes with BDAT when the server offers CHUNKING
+    /// (`postern_smtp_chunking_threshold`; 0 = never).
+    pub(crate) bdat_threshold: u64,
 }
 
 /// SASL client credentials and the mechanism policy (`smtp_sasl_*security_options`).
@@ -1156,6 +1283,7 @@ fn tracker_for(req: &Request, pending: &[usize], relay: &str, remote: String) ->
         setup: Duration::ZERO,
         broken: false,
         retry_plain: false,
+        dsn_passed: false,
     };
     // Recipients not in `pending` are settled elsewhere: park a placeholder in their slots.
     let parked = Outcome::local(Status::new(250, "2.0.0", "not in this session"), "none");
@@ -1243,6 +1371,7 @@ pub(crate) async fn run_idle(
     pending: &[usize],
     to: &Timeouts,
     keep: bool,
+    content: ContentOpts,
 ) -> SessionEnd {
     let Idle {
         mut s,
@@ -1260,6 +1389,7 @@ pub(crate) async fn run_idle(
         to,
         &caps,
         Instant::now(),
+        content,
     )
     .await;
     end_session(s, t, pending, to, Some(caps), keep, born).await
@@ -1405,6 +1535,12 @@ mod tests {
         };
         assert_eq!(r.enhanced(), None);
         assert_eq!(r.status("x".into()).dsn, "5.0.0");
+    }
+
+    #[test]
+    fn bdat_chunk_is_crlf_without_dot_stuffing() {
+        assert_eq!(crlf(b"a\n.b\r\nc"), b"a\r\n.b\r\nc\r\n");
+        assert_eq!(crlf(b""), b"");
     }
 
     #[test]
@@ -1657,6 +1793,110 @@ mod tests {
             "{}",
             out[0].status.text
         );
+    }
+
+    /// A one-connection LMTP server announcing `caps`; returns the nexthop and the command
+    /// lines it received (DATA content left out).
+    async fn recording_server(
+        caps: &'static str,
+    ) -> (String, tokio::task::JoinHandle<Vec<String>>) {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("binds");
+        let port = listener.local_addr().expect("addr").port();
+        let task = tokio::spawn(async move {
+            let mut seen = Vec::new();
+            let Ok((s, _)) = listener.accept().await else {
+                return seen;
+            };
+            let mut s = tokio::io::BufReader::new(s);
+            let _ = s.get_mut().write_all(b"220 rec ready\r\n").await;
+            let mut rcpts = 0;
+            let mut line = String::new();
+            loop {
+                line.clear();
+                if s.read_line(&mut line).await.unwrap_or(0) == 0 {
+                    return seen;
+                }
+                let cmd = line.trim_end().to_string();
+                let reply = match cmd.get(..4).unwrap_or("").to_ascii_uppercase().as_str() {
+                    "LHLO" => format!("250-rec\r\n{caps}250 ENHANCEDSTATUSCODES\r\n"),
+                    "RCPT" => {
+                        rcpts += 1;
+                        "250 2.1.5 OK\r\n".to_string()
+                    }
+                    "DATA" => {
+                        let _ = s.get_mut().write_all(b"354 go\r\n").await;
+                        let mut l = String::new();
+                        loop {
+                            l.clear();
+                            if s.read_line(&mut l).await.unwrap_or(0) == 0 || l == ".\r\n" {
+                                break;
+                            }
+                        }
+                        "250 2.0.0 delivered\r\n".repeat(rcpts)
+                    }
+                    "QUIT" => {
+                        seen.push(cmd);
+                        let _ = s.get_mut().write_all(b"221 bye\r\n").await;
+                        return seen;
+                    }
+                    _ => "250 2.0.0 OK\r\n".to_string(),
+                };
+                seen.push(cmd);
+                let _ = s.get_mut().write_all(reply.as_bytes()).await;
+            }
+        });
+        (format!("127.0.0.1:{port}"), task)
+    }
+
+    /// RFC 3461: RET/ENVID on MAIL, NOTIFY/ORCPT on RCPT (xtext), only to a server that
+    /// announces DSN; the outcome says whether the request was passed on.
+    #[tokio::test]
+    async fn dsn_parameters_go_to_servers_that_announce_dsn() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg = test_config(dir.path(), "");
+        let mut req = request("", &["a@example.com", "b@example.com"]);
+        req.envid = Some("ID+1 x".into());
+        req.ret = Some(crate::dsn::Ret::Hdrs);
+        req.recipients[0].dsn = crate::dsn::RcptDsn {
+            notify: crate::dsn::Notify::parse("SUCCESS,FAILURE").unwrap_or_default(),
+            orcpt: Some("rfc822;A+b@example.com".into()),
+        };
+        for (caps, passed) in [("250-DSN\r\n", true), ("250-8BITMIME\r\n", false)] {
+            let (nexthop, server) = recording_server(caps).await;
+            req.nexthop = nexthop;
+            let out = deliver(Personality::Lmtp, &cfg, &req).await;
+            assert!(
+                out.iter()
+                    .all(|o| o.disposition() == Disposition::Delivered && o.dsn_passed == passed),
+                "{out:?}"
+            );
+            let seen = server.await.expect("server");
+            let mail = seen
+                .iter()
+                .find(|c| c.starts_with("MAIL"))
+                .cloned()
+                .unwrap_or_default();
+            let rcpts: Vec<&String> = seen.iter().filter(|c| c.starts_with("RCPT")).collect();
+            if passed {
+                assert!(mail.ends_with(" RET=HDRS ENVID=ID+2B1+20x"), "{mail}");
+                assert_eq!(
+                    rcpts,
+                    [
+                        "RCPT TO:<a@example.com> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;A+2Bb@example.com",
+                        "RCPT TO:<b@example.com>",
+                    ]
+                );
+            } else {
+                assert!(!mail.contains("RET=") && !mail.contains("ENVID="), "{mail}");
+                assert_eq!(
+                    rcpts,
+                    ["RCPT TO:<a@example.com>", "RCPT TO:<b@example.com>"]
+                );
+            }
+        }
     }
 
     #[tokio::test]

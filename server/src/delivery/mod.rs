@@ -12,7 +12,9 @@
 
 pub mod discard;
 pub mod error;
+pub mod generic;
 pub mod lmtp;
+pub mod mime8;
 pub mod pipe;
 pub mod smtp;
 #[cfg(test)]
@@ -35,6 +37,8 @@ pub struct RcptRequest {
     pub address: String,
     /// The address as first received (`orig_to`, X-Original-To).
     pub original: String,
+    /// RFC 3461 NOTIFY/ORCPT, passed on to a next hop that announces DSN.
+    pub dsn: crate::dsn::RcptDsn,
 }
 
 /// What an agent is asked to deliver.
@@ -49,6 +53,11 @@ pub struct Request {
     /// The message as queued (header + body).
     pub content: Arc<Vec<u8>>,
     pub arrival: SystemTime,
+    /// RFC 3461 ENVID= (decoded) and RET=, passed on to a next hop that announces DSN.
+    pub envid: Option<String>,
+    pub ret: Option<crate::dsn::Ret>,
+    /// RFC 6531: the client declared `SMTPUTF8` (the queue file's `smtputf8` attribute).
+    pub smtputf8: bool,
 }
 
 /// The result for one recipient.
@@ -64,6 +73,9 @@ pub struct Outcome {
     pub remote_reply: Option<String>,
     /// Connection set-up time (the `c` of Postfix's `delays=a/b/c/d`).
     pub setup: Duration,
+    /// The next hop announced DSN and was given the recipient's RFC 3461 request: a success
+    /// notice is its job, not ours (Postfix's smtp/lmtp client).
+    pub dsn_passed: bool,
 }
 
 /// What happens to a recipient after an outcome.
@@ -83,6 +95,7 @@ impl Outcome {
             remote_mta: None,
             remote_reply: None,
             setup: Duration::ZERO,
+            dsn_passed: false,
         }
     }
     pub fn disposition(&self) -> Disposition {

@@ -717,6 +717,7 @@ mod tests {
             index: 0,
             address: a.into(),
             original: orig.into(),
+            dsn: Default::default(),
         }
     }
 

@@ -34,8 +34,14 @@
 //! Connection cache: after a transaction the session is reset (RSET) and kept for the next
 //! message to the same nexthop with the same settings (`CacheSettings`; tried before any DNS).
 //!
-//! Does not: retry later or bounce (qmgr), DANE, MTA-STS, 8-bit to 7-bit conversion, DSN
-//! parameters (NOTIFY/ORCPT/RET/ENVID: `Request` does not carry them yet), CHUNKING.
+//! Outgoing addresses: `smtp_generic_maps` rewrites the envelope and the primary header
+//! (`generic.rs`) before anything else (SASL's sender-dependent lookup and the connection-cache
+//! key keep the original sender). 8-bit content to a server without 8BITMIME is converted to
+//! quoted-printable (`mime8.rs`) unless `disable_mime_output_conversion = yes`; messages of at
+//! least `postern_smtp_chunking_threshold` bytes go with BDAT when CHUNKING is offered.
+//!
+//! Does not: retry later or bounce (qmgr), DANE, MTA-STS, DSN
+//! parameters (NOTIFY/ORCPT/RET/ENVID: `Request` does not carry them yet).
 //! Entry points: `deliver` (system DNS or `postern_dns_servers`), `deliver_with`.
 
 use std::collections::HashMap;
@@ -698,6 +704,7 @@ impl CacheSettings {
     fn from_config(
         cfg: &Config,
         req: &Request,
+        sender: &str,
         level: &str,
         helo: &str,
         bind4: Option<IpAddr>,
@@ -709,7 +716,7 @@ impl CacheSettings {
         // Everything that shapes a session's set-up is part of the key (the sender too when it
         // chooses the SASL credentials).
         let sender = if cfg.get_bool("smtp_sender_dependent_authentication") {
-            req.sender.to_lowercase()
+            sender.to_lowercase()
         } else {
             String::new()
         };
@@ -796,6 +803,34 @@ pub async fn deliver(cfg: &Config, maps: &Maps, req: &Request) -> Vec<Outcome> {
 /// Delivers one request through `dns`; one outcome per recipient, in request order.
 /// `maps` opens the tables the agent consults (kept by the transport across deliveries).
 pub async fn deliver_with(cfg: &Config, req: &Request, dns: &dyn Dns, maps: &Maps) -> Vec<Outcome> {
+    // smtp_generic_maps: the envelope and header as they go out (a lookup failure defers all).
+    // SASL's sender-dependent lookup and the cache key keep the original sender, as Postfix's.
+    let original_sender = req.sender.clone();
+    let rewritten;
+    let req = match super::generic::Generic::new(cfg, maps) {
+        Ok(None) => req,
+        Ok(Some(g)) => match g.apply(req).await {
+            Ok(r) => {
+                rewritten = r;
+                &rewritten
+            }
+            Err(st) => {
+                return req
+                    .recipients
+                    .iter()
+                    .map(|_| Outcome::local(st.clone(), "none"))
+                    .collect();
+            }
+        },
+        Err(e) => {
+            let st = Status::new(451, "4.3.5", format!("smtp_generic_maps: {e}"));
+            return req
+                .recipients
+                .iter()
+                .map(|_| Outcome::local(st.clone(), "none"))
+                .collect();
+        }
+    };
     let (mut out, mut pending) = lmtp::screen(req);
     let settle_all = |out: &mut Vec<Option<Outcome>>, pending: &[usize], st: &Status| {
         for i in pending {
@@ -851,6 +886,10 @@ pub async fn deliver_with(cfg: &Config, req: &Request, dns: &dyn Dns, maps: &Map
         }
     };
     let timeouts = Timeouts::from_config(cfg, Personality::Smtp);
+    let content_opts = lmtp::ContentOpts {
+        downgrade_8bit: !cfg.get_bool("disable_mime_output_conversion"),
+        bdat_threshold: u64::try_from(cfg.get_int("postern_smtp_chunking_threshold")).unwrap_or(0),
+    };
     let mut last: HashMap<usize, Outcome> = HashMap::new();
     // Absorbs one session's outcomes: final ones settle, temporary ones wait for the next host.
     let absorb = |end_outcomes: Vec<(usize, Outcome)>,
@@ -868,12 +907,12 @@ pub async fn deliver_with(cfg: &Config, req: &Request, dns: &dyn Dns, maps: &Map
         }
         still
     };
-    let cache = CacheSettings::from_config(cfg, req, &level, &helo, bind4, bind6);
+    let cache = CacheSettings::from_config(cfg, req, &original_sender, &level, &helo, bind4, bind6);
     // A cached session to this nexthop first (no DNS, greeting, TLS or AUTH).
     if let Some(idle) = cache.as_ref().and_then(|c| c.take()) {
         let relay = idle.relay().to_string();
         tracing::debug!("{}: reusing the connection to {relay}", req.queue_id);
-        let end = lmtp::run_idle(idle, req, &pending, &timeouts, true).await;
+        let end = lmtp::run_idle(idle, req, &pending, &timeouts, true, content_opts).await;
         pending = absorb(end.outcomes, &mut out, &mut last);
         if let (Some(c), Some(idle)) = (&cache, end.idle) {
             c.put(idle);
@@ -909,7 +948,7 @@ pub async fn deliver_with(cfg: &Config, req: &Request, dns: &dyn Dns, maps: &Map
         let relay = format!("{}[{}]:{}", target.name, target.addr, nh.port);
         let bind = if target.addr.is_ipv4() { bind4 } else { bind6 };
         let auth = match &sasl {
-            Some(s) => match s.client(&req.nexthop, &nh, target, &req.sender).await {
+            Some(s) => match s.client(&req.nexthop, &nh, target, &original_sender).await {
                 Ok(a) => a,
                 Err(st) => {
                     settle_all(&mut out, &pending, &st);
@@ -941,6 +980,7 @@ pub async fn deliver_with(cfg: &Config, req: &Request, dns: &dyn Dns, maps: &Map
                 },
                 skip_5xx_greeting: skip_5xx,
                 auth: auth.clone(),
+                content: content_opts,
             };
             let end = lmtp::run_on(
                 Personality::Smtp,
@@ -1320,7 +1360,7 @@ mod tests {
     type ReplyFn = fn(usize, &str) -> &'static str;
 
     async fn scripted(addr: &str, port: u16, reply: ReplyFn) -> Scripted {
-        use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+        use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
         let l = tokio::net::TcpListener::bind((addr, port))
             .await
             .expect("bind scripted server");
@@ -1351,6 +1391,20 @@ mod tests {
                             }
                         } else if let Ok(mut v) = seen.lock() {
                             v.push(cmd.clone());
+                        }
+                        // RFC 3030: `BDAT n [LAST]` is followed by exactly n octets.
+                        let size = cmd
+                            .to_ascii_uppercase()
+                            .strip_prefix("BDAT ")
+                            .and_then(|r| r.split_whitespace().next()?.parse::<usize>().ok());
+                        if let Some(size) = size {
+                            let mut chunk = vec![0u8; size];
+                            if s.read_exact(&mut chunk).await.is_err() {
+                                return;
+                            }
+                            if let Ok(mut v) = seen.lock() {
+                                v.push(format!("CHUNK:{}", String::from_utf8_lossy(&chunk)));
+                            }
                         }
                         let r = reply(n, &cmd);
                         if r.is_empty() || s.get_mut().write_all(r.as_bytes()).await.is_err() {
@@ -1429,6 +1483,91 @@ mod tests {
         assert_eq!(
             seen.get(2).map(String::as_str),
             Some("MAIL FROM:<sender@example.com>")
+        );
+    }
+
+    /// RFC 3030: with CHUNKING offered, a message at or above postern_smtp_chunking_threshold
+    /// goes as one `BDAT n LAST` chunk (CRLF, no dot-stuffing), with and without PIPELINING;
+    /// below it, or with threshold 0, or without CHUNKING, DATA as before.
+    #[tokio::test]
+    async fn bdat_for_large_messages_when_chunking_is_offered() {
+        fn pipelined(_: usize, cmd: &str) -> &'static str {
+            match cmd {
+                c if c.starts_with("EHLO") => "250-chunky\r\n250-PIPELINING\r\n250 CHUNKING\r\n",
+                c if c.starts_with("BDAT") => "250 2.0.0 Ok: queued as B1\r\n",
+                c => basic(c),
+            }
+        }
+        fn lockstep(_: usize, cmd: &str) -> &'static str {
+            match cmd {
+                c if c.starts_with("EHLO") => "250-chunky\r\n250 CHUNKING\r\n",
+                c if c.starts_with("BDAT") => "250 2.0.0 Ok: queued as B2\r\n",
+                c => basic(c),
+            }
+        }
+        fn refuses(_: usize, cmd: &str) -> &'static str {
+            match cmd {
+                c if c.starts_with("EHLO") => "250-chunky\r\n250 CHUNKING\r\n",
+                c if c.starts_with("BDAT") => "554 5.6.0 no thanks\r\n",
+                c => basic(c),
+            }
+        }
+        fn plain(_: usize, cmd: &str) -> &'static str {
+            match cmd {
+                c if c.starts_with("EHLO") => "250-plain\r\n250 PIPELINING\r\n",
+                c => basic(c),
+            }
+        }
+        let content = b"Subject: chunk\r\n\r\n.dot line\r\nbody\r\n".to_vec();
+        let wire = "Subject: chunk\r\n\r\n.dot line\r\nbody\r\n";
+        let run = |threshold: usize, reply: ReplyFn| {
+            let content = content.clone();
+            async move {
+                let dir = tempfile::tempdir().expect("tempdir");
+                let port = free_port();
+                let server = scripted("127.0.0.1", port, reply).await;
+                let cfg = test_config(
+                    dir.path(),
+                    &format!("postern_smtp_chunking_threshold = {threshold}\n"),
+                );
+                let mut req = request(&format!("[127.0.0.1]:{port}"), &["rcpt@example.org"]);
+                req.content = Arc::new(content);
+                let out = deliver_with(&cfg, &req, &FakeDns::default(), &Maps::new(&cfg)).await;
+                (out.into_iter().next().expect("one outcome"), server.seen())
+            }
+        };
+        let bdat_cmd = format!("BDAT {} LAST", wire.len());
+        let chunk = format!("CHUNK:{wire}");
+        for (reply, queued) in [(pipelined as ReplyFn, "B1"), (lockstep, "B2")] {
+            let (o, seen) = run(wire.len(), reply).await;
+            assert_eq!(o.status.code, 250, "{o:?}");
+            assert!(
+                o.status.text.contains(&format!("queued as {queued}")),
+                "{o:?}"
+            );
+            assert!(seen.contains(&bdat_cmd), "{seen:?}");
+            assert!(seen.contains(&chunk), "{seen:?}");
+            assert!(!seen.iter().any(|c| c == "DATA"), "{seen:?}");
+        }
+        // One byte below the threshold, threshold 0, or no CHUNKING: DATA.
+        for (threshold, reply) in [
+            (wire.len() + 1, pipelined as ReplyFn),
+            (0, pipelined),
+            (1, plain),
+        ] {
+            let (o, seen) = run(threshold, reply).await;
+            assert_eq!(o.status.code, 250, "{o:?}");
+            assert!(seen.iter().any(|c| c == "DATA"), "{seen:?}");
+            assert!(!seen.iter().any(|c| c.starts_with("BDAT")), "{seen:?}");
+        }
+        let (o, _) = run(1, refuses).await;
+        assert_eq!(o.disposition(), Disposition::Bounced, "{o:?}");
+        assert!(
+            o.status
+                .text
+                .ends_with("554 5.6.0 no thanks (in reply to BDAT command)"),
+            "{}",
+            o.status.text
         );
     }
 
@@ -1668,6 +1807,88 @@ mod tests {
                     "{:?}",
                     server.seen()
                 );
+            }
+        }
+    }
+
+    /// RFC 6531 / Postfix smtp_proto.c: a message whose client declared SMTPUTF8 and whose
+    /// header is UTF-8 needs a server with SMTPUTF8 (bounce 5.6.7 otherwise); the same header
+    /// without the declaration goes anyway; the declaration is passed on to a server that has
+    /// SMTPUTF8 even for an ASCII message.
+    #[tokio::test]
+    async fn smtputf8_declared_with_a_utf8_header() {
+        fn plain(_: usize, cmd: &str) -> &'static str {
+            match cmd {
+                "CONNECT" => "220 ascii.example ESMTP\r\n",
+                c if c.starts_with("EHLO") => "250-ascii.example\r\n250 8BITMIME\r\n",
+                c => basic(c),
+            }
+        }
+        fn utf8(_: usize, cmd: &str) -> &'static str {
+            match cmd {
+                "CONNECT" => "220 utf8.example ESMTP\r\n",
+                c if c.starts_with("EHLO") => "250-utf8.example\r\n250 SMTPUTF8\r\n",
+                c => basic(c),
+            }
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg = test_config(dir.path(), "");
+        let utf8_header = "Subject: Gr\u{fc}\u{df}e\r\n\r\nbody\r\n"
+            .as_bytes()
+            .to_vec();
+        let ascii = b"Subject: x\r\n\r\nGr\xc3\xbc\xc3\x9fe\r\n".to_vec();
+        let seven_bit = b"Subject: x\r\n\r\nhi\r\n".to_vec();
+        // (server, declared, content, outcome, MAIL FROM sent)
+        type Case<'a> = (ReplyFn, bool, &'a Vec<u8>, Disposition, Option<&'a str>);
+        let cases: [Case; 5] = [
+            (plain, true, &utf8_header, Disposition::Bounced, None),
+            (
+                plain,
+                false,
+                &utf8_header,
+                Disposition::Delivered,
+                Some("MAIL FROM:<sender@example.com> BODY=8BITMIME"),
+            ),
+            (
+                plain,
+                true,
+                &ascii,
+                Disposition::Delivered,
+                Some("MAIL FROM:<sender@example.com> BODY=8BITMIME"),
+            ),
+            (
+                utf8,
+                true,
+                &utf8_header,
+                Disposition::Delivered,
+                Some("MAIL FROM:<sender@example.com> SMTPUTF8"),
+            ),
+            (
+                utf8,
+                false,
+                &seven_bit,
+                Disposition::Delivered,
+                Some("MAIL FROM:<sender@example.com>"),
+            ),
+        ];
+        for (i, (reply, declared, content, want, mail)) in cases.into_iter().enumerate() {
+            let port = free_port();
+            let server = scripted("127.0.0.1", port, reply).await;
+            let mut req = request(&format!("[127.0.0.1]:{port}"), &["user@example.org"]);
+            req.smtputf8 = declared;
+            req.content = Arc::new(content.clone());
+            let o = deliver_with(&cfg, &req, &FakeDns::default(), &Maps::new(&cfg)).await;
+            assert_eq!(o[0].disposition(), want, "case {i}: {o:?}");
+            match mail {
+                None => {
+                    assert_eq!(o[0].status.dsn, "5.6.7", "case {i}");
+                    assert!(!server.seen().iter().any(|c| c.starts_with("MAIL")));
+                }
+                Some(m) => assert!(
+                    server.seen().iter().any(|c| c == m),
+                    "case {i}: {:?}",
+                    server.seen()
+                ),
             }
         }
     }

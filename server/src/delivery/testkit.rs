@@ -253,10 +253,14 @@ pub fn request(nexthop: &str, rcpts: &[&str]) -> Request {
                 index,
                 address: r.to_string(),
                 original: r.to_string(),
+                dsn: Default::default(),
             })
             .collect(),
         content: Arc::new(b"Subject: test\r\n\r\nhello\r\n".to_vec()),
         arrival: SystemTime::now(),
+        envid: None,
+        ret: None,
+        smtputf8: false,
     }
 }
 

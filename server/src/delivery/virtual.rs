@@ -238,7 +238,7 @@ mod tests {
 
     struct Maps;
     impl Router for Maps {
-        async fn route(&self, rcpt: &str) -> Result<Route, Status> {
+        async fn route(&self, _sender: &str, rcpt: &str) -> Result<Route, Status> {
             Ok(Route {
                 transport: "virtual".into(),
                 nexthop: String::new(),

@@ -90,6 +90,8 @@ pub struct MailParams {
     /// RFC 1870 `SIZE=`.
     pub size: Option<u64>,
     pub body: Option<Body>,
+    /// RFC 6531 `SMTPUTF8` (no value): the envelope and headers may be UTF-8.
+    pub smtputf8: bool,
     pub other: Vec<(String, Option<String>)>,
 }
 
@@ -149,6 +151,8 @@ pub fn parse_command(line: &[u8]) -> Result<Command, ParseError> {
     {
         return Err(ParseError::Syntax(SyntaxError::BadCharacter));
     }
+    // RFC 6531 §3.3: non-ASCII in a path must be UTF-8; anything else is not an address.
+    let utf8_ok = std::str::from_utf8(line).is_ok();
     let text = String::from_utf8_lossy(line);
     let text = text.trim_end_matches([' ', '\t']);
     let (verb, rest) = match text.find([' ', '\t']) {
@@ -181,6 +185,9 @@ pub fn parse_command(line: &[u8]) -> Result<Command, ParseError> {
             if arg.is_empty() {
                 return syntax(SyntaxError::Mail);
             }
+            if !utf8_ok {
+                return syntax(SyntaxError::BadSender);
+            }
             let (from, params) =
                 split_path(arg).map_err(|BadAddress| ParseError::Syntax(SyntaxError::BadSender))?;
             let from = parse_path(from)
@@ -194,6 +201,9 @@ pub fn parse_command(line: &[u8]) -> Result<Command, ParseError> {
             };
             if arg.is_empty() {
                 return syntax(SyntaxError::Rcpt);
+            }
+            if !utf8_ok {
+                return syntax(SyntaxError::BadRecipient);
             }
             let (to, params) = split_path(arg)
                 .map_err(|BadAddress| ParseError::Syntax(SyntaxError::BadRecipient))?;
@@ -458,6 +468,7 @@ fn mail_params(s: &str) -> Result<MailParams, ParseError> {
             ("BODY", Some(v)) if v.eq_ignore_ascii_case("8BITMIME") => {
                 params.body = Some(Body::EightBitMime)
             }
+            ("SMTPUTF8", None) => params.smtputf8 = true,
             (_, v) => params.other.push((k, v)),
         }
     }
@@ -517,6 +528,7 @@ mod tests {
                     params: MailParams {
                         size: Some(1000),
                         body: Some(Body::EightBitMime),
+                        smtputf8: false,
                         other: vec![],
                     },
                 },
@@ -528,6 +540,7 @@ mod tests {
                     params: MailParams {
                         size: None,
                         body: Some(Body::SevenBit),
+                        smtputf8: false,
                         other: vec![
                             ("RET".into(), Some("HDRS".into())),
                             ("AUTH".into(), Some("<>".into())),
@@ -628,6 +641,41 @@ mod tests {
                 },
             ),
             ("ETRN example.com", Etrn("example.com".into())),
+            // RFC 6531: UTF-8 local parts and domains, the SMTPUTF8 parameter.
+            (
+                "MAIL FROM:<j\u{f6}rg@b\u{fc}cher.example> smtputf8",
+                Mail {
+                    from: Address::Path(p("j\u{f6}rg", Some("b\u{fc}cher.example"))),
+                    params: MailParams {
+                        smtputf8: true,
+                        ..MailParams::default()
+                    },
+                },
+            ),
+            (
+                "RCPT TO:<\u{7528}\u{6237}@\u{4f8b}\u{5b50}.\u{5e7f}\u{544a}>",
+                Rcpt {
+                    to: p(
+                        "\u{7528}\u{6237}",
+                        Some("\u{4f8b}\u{5b50}.\u{5e7f}\u{544a}"),
+                    ),
+                    params: vec![],
+                },
+            ),
+            (
+                "BDAT 18446744073709551615",
+                Bdat {
+                    size: u64::MAX,
+                    last: false,
+                },
+            ),
+            (
+                "bdat 5 last",
+                Bdat {
+                    size: 5,
+                    last: true,
+                },
+            ),
         ];
         for (line, want) in ok {
             assert_eq!(parse_command(line.as_bytes()).as_ref(), Ok(want), "{line}");
@@ -670,6 +718,23 @@ mod tests {
             (b"DATA x", ParseError::Syntax(Args("DATA"))),
             (b"VRFY", ParseError::Syntax(Args("VRFY address"))),
             (b"BDAT x", ParseError::Syntax(Args("BDAT count [LAST]"))),
+            (b"BDAT", ParseError::Syntax(Args("BDAT count [LAST]"))),
+            (b"BDAT -1", ParseError::Syntax(Args("BDAT count [LAST]"))),
+            (b"BDAT +1", ParseError::Syntax(Args("BDAT count [LAST]"))),
+            (
+                b"BDAT 1 LAST x",
+                ParseError::Syntax(Args("BDAT count [LAST]")),
+            ),
+            (
+                b"BDAT 1 FIRST",
+                ParseError::Syntax(Args("BDAT count [LAST]")),
+            ),
+            (
+                b"BDAT 18446744073709551616",
+                ParseError::Syntax(Args("BDAT count [LAST]")),
+            ),
+            (b"MAIL FROM:<\xff@b>", ParseError::Syntax(BadSender)),
+            (b"RCPT TO:<a@\xc3>", ParseError::Syntax(BadRecipient)),
             (b"NOOP\0", ParseError::Syntax(BadCharacter)),
             (b"RCPT TO:<a\r@b>", ParseError::Syntax(BadCharacter)),
         ];

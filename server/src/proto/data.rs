@@ -3,6 +3,10 @@
 //! `<LF>.<CRLF>`, `<CR>.<CR>`, `<CRLF>.<LF>` or any other SMTP-smuggling variant — and records
 //! bare LF / bare CR (RFC 5321 §2.3.8) and an over-size message without stopping: like Postfix
 //! it reads to the real end, then `finish` says what was wrong. Output is canonical CRLF text.
+//! BDAT chunks (RFC 3030) go through the same decoder made with `DataDecoder::chunks`: no
+//! dot-unstuffing and no end marker (the chunk sizes frame the message), the same bare LF /
+//! bare CR policy (a CR at the end of one chunk and an LF at the start of the next are one
+//! CRLF), and `end_chunks` after `BDAT … LAST`.
 //! Pure; entry point `DataDecoder`. Fuzzed by `fuzz/fuzz_targets/data.rs`.
 
 use super::line::BareNewline;
@@ -61,6 +65,8 @@ pub struct DataDecoder {
     eight_bit: bool,
     /// Output is no longer kept (too big or refused): stop growing the buffer.
     dropping: bool,
+    /// BDAT content: no dot-stuffing, no end marker.
+    chunked: bool,
 }
 
 impl DataDecoder {
@@ -74,7 +80,33 @@ impl DataDecoder {
             bare_cr: false,
             eight_bit: false,
             dropping: false,
+            chunked: false,
         }
+    }
+
+    /// A decoder for the concatenated BDAT chunks of one message: feed each chunk's octets
+    /// (exactly the announced count) and call `end_chunks` after the `LAST` one. `feed` never
+    /// returns `End` for it.
+    pub fn chunks(limit: u64, policy: BareNewline) -> Self {
+        DataDecoder {
+            chunked: true,
+            ..DataDecoder::new(limit, policy)
+        }
+    }
+
+    /// After the last BDAT chunk: a message whose last line has no line end gets CRLF (as
+    /// Postfix's record-based queue file does); a trailing CR is a bare CR. Then `finish`.
+    pub fn end_chunks(&mut self, out: &mut Vec<u8>) -> Result<(), DataError> {
+        match self.state {
+            State::Cr => {
+                self.bare_cr = true;
+                self.emit(b"\r", out);
+            }
+            State::Mid | State::Dot(_) | State::DotCr(_) => self.emit(b"\r\n", out),
+            State::Bol(_) | State::Done => {}
+        }
+        self.state = State::Done;
+        self.finish()
     }
 
     /// Decodes `input`, appending message bytes to `out` (which is cleared, and no longer
@@ -85,6 +117,7 @@ impl DataDecoder {
         }
         for (i, &b) in input.iter().enumerate() {
             self.state = match self.state {
+                State::Bol(_) if self.chunked => self.mid(b, out),
                 State::Bol(after_bare) => match b {
                     b'.' => State::Dot(after_bare),
                     _ => self.mid(b, out),
@@ -385,5 +418,95 @@ mod tests {
         // Over the limit, reading continues to the real end; nothing is kept.
         let (out, end, res) = decode(b"12345678\r\nmore\r\n.\r\nNOOP\r\n", 9, BareNewline::Reject);
         assert_eq!((out.len(), end, res), (0, Some(19), Err(DataError::TooBig)));
+    }
+
+    /// BDAT: chunks are concatenated as they are (no dot-unstuffing, no end marker), line
+    /// ends follow the DATA policy across chunk boundaries; a missing final CRLF is added.
+    #[test]
+    fn bdat_chunks_table() {
+        use BareNewline::*;
+        type Case = (
+            &'static [&'static [u8]],
+            BareNewline,
+            &'static [u8],
+            Result<(), DataError>,
+        );
+        let cases: &[Case] = &[
+            (&[b"a\r\n", b"b\r\n"], Reject, b"a\r\nb\r\n", Ok(())),
+            (
+                &[b"..a\r\n.\r\nb\r\n"],
+                Reject,
+                b"..a\r\n.\r\nb\r\n",
+                Ok(()),
+            ),
+            (&[b"a\r", b"\nb"], Reject, b"a\r\nb\r\n", Ok(())),
+            (&[b"a", b"", b"b"], Reject, b"ab\r\n", Ok(())),
+            (&[], Reject, b"", Ok(())),
+            (&[b"a\nb\r\n"], Reject, b"", Err(DataError::BareLf)),
+            (&[b"a\nb\r\n"], Normalize, b"a\r\nb\r\n", Ok(())),
+            (&[b"a\r"], Normalize, b"", Err(DataError::BareCr)),
+            (&[b"a\rb\r\n"], Normalize, b"", Err(DataError::BareCr)),
+            (&[b"\xc3\xa9\0\r\n"], Reject, b"\xc3\xa9\0\r\n", Ok(())),
+        ];
+        for (chunks, policy, want_out, want_res) in cases {
+            let mut d = DataDecoder::chunks(0, *policy);
+            let mut out = Vec::new();
+            for c in *chunks {
+                assert_eq!(d.feed(c, &mut out), Decoded::Incomplete, "{chunks:?}");
+            }
+            let res = d.end_chunks(&mut out);
+            assert_eq!(res, *want_res, "{chunks:?}");
+            assert_eq!(out, *want_out, "{chunks:?}");
+        }
+        // The size limit counts decoded octets, as for DATA.
+        let mut d = DataDecoder::chunks(3, BareNewline::Reject);
+        let mut out = Vec::new();
+        d.feed(b"abcd", &mut out);
+        assert_eq!(d.end_chunks(&mut out), Err(DataError::TooBig));
+    }
+
+    /// What the `bdat` fuzz target checks, over a fixed pseudo-random sample: the way the
+    /// octets are cut into chunks never changes the outcome, and an accepted message is
+    /// canonical CRLF text ending in CRLF.
+    #[test]
+    fn bdat_chunking_never_changes_the_result() {
+        const ALPHABET: &[u8] = b"a.\r\n\0\xc3";
+        let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        for _ in 0..3000 {
+            let len = next(24) as usize;
+            let input: Vec<u8> = (0..len)
+                .map(|_| ALPHABET[next(ALPHABET.len() as u64) as usize])
+                .collect();
+            for policy in [BareNewline::Reject, BareNewline::Normalize] {
+                let mut whole = DataDecoder::chunks(0, policy);
+                let mut out1 = Vec::new();
+                whole.feed(&input, &mut out1);
+                let res1 = whole.end_chunks(&mut out1);
+                let mut cut = DataDecoder::chunks(0, policy);
+                let mut out2 = Vec::new();
+                let mut rest = input.as_slice();
+                while !rest.is_empty() {
+                    let n = (next(4) as usize).min(rest.len());
+                    let (a, b) = rest.split_at(n);
+                    cut.feed(a, &mut out2);
+                    rest = b;
+                }
+                let res2 = cut.end_chunks(&mut out2);
+                assert_eq!((res1, &out1), (res2, &out2), "{input:?}");
+                if res1.is_ok() {
+                    assert!(out1.is_empty() || out1.ends_with(b"\r\n"), "{input:?}");
+                    assert!(
+                        !has_bare(&out1, b'\n') && !has_bare(&out1, b'\r'),
+                        "{input:?}"
+                    );
+                }
+            }
+        }
     }
 }

@@ -290,6 +290,9 @@ struct Meta {
     arrival: SystemTime,
     active_at: SystemTime,
     recipients: Vec<Recipient>,
+    /// RFC 3461 ENVID= and RET= from the queue file.
+    envid: Option<String>,
+    ret: Option<crate::dsn::Ret>,
 }
 
 /// Postfix's delay format: 2 decimals below 1s, 1 below 10s, whole seconds above; no trailing zeros.
@@ -515,13 +518,23 @@ impl<R: Router> Qmgr<R> {
             arrival: env.arrival,
             active_at,
             recipients: env.recipients.clone(),
+            envid: env.attr(crate::queue::ATTR_ENVID).map(str::to_string),
+            ret: env
+                .attr(crate::queue::ATTR_RET)
+                .and_then(crate::dsn::Ret::parse),
         });
 
         // Resolve every pending recipient.
         let mut failed: Vec<(usize, Outcome)> = Vec::new();
         let mut routed: Vec<(usize, crate::resolve::Route)> = Vec::new();
         for (i, r) in env.recipients.iter().enumerate().filter(|(_, r)| !r.done) {
-            match self.router.route(&r.address).await {
+            let resolved = self.router.route(&env.sender, &r.address).await;
+            // cleanup's FILTER action: every recipient goes to the content filter.
+            let resolved = match env.attr("content_filter") {
+                Some(filter) => resolved.map(|route| crate::resolve::filtered(route, filter)),
+                None => resolved,
+            };
+            match resolved {
                 Ok(route)
                     if !flushed
                         && self
@@ -587,6 +600,7 @@ impl<R: Router> Qmgr<R> {
                         index: *i,
                         address,
                         original: r.original.clone(),
+                        dsn: r.dsn.clone(),
                     })
                 })
                 .collect();
@@ -597,21 +611,31 @@ impl<R: Router> Qmgr<R> {
                 recipients,
                 content: content.clone(),
                 arrival: env.arrival,
+                envid: meta.envid.clone(),
+                ret: meta.ret,
+                smtputf8: env.attr(crate::queue::ATTR_SMTPUTF8).is_some(),
             };
             js.spawn(self.clone().run_batch(meta.clone(), b.transport, req));
         }
         let mut all_marked = true;
+        let mut succeeded = Vec::new();
         while let Some(res) = js.join_next().await {
             match res {
-                Ok((f, marked)) => {
+                Ok((f, marked, ok)) => {
                     failed.extend(f);
                     all_marked &= marked;
+                    succeeded.extend(ok);
                 }
                 Err(e) => {
                     tracing::error!("{id}: delivery task failed: {e}");
                     all_marked = false;
                 }
             }
+        }
+
+        if !succeeded.is_empty() && !env.sender.is_empty() {
+            succeeded.sort_by_key(|(i, _, _)| *i);
+            self.send_success(&meta, &content, &succeeded).await;
         }
 
         // Sort failures into deferred and bounced; expire what has been queued too long.
@@ -706,7 +730,17 @@ impl<R: Router> Qmgr<R> {
         deferred: &[(usize, Outcome)],
     ) {
         let id = &meta.id;
-        let reports = self.reports(meta, deferred);
+        // RFC 3461: only recipients whose NOTIFY includes DELAY (or who gave none).
+        let wanted: Vec<(usize, Outcome)> = deferred
+            .iter()
+            .filter(|(i, _)| {
+                meta.recipients
+                    .get(*i)
+                    .is_some_and(|r| r.dsn.notify.delay())
+            })
+            .cloned()
+            .collect();
+        let reports = self.reports(meta, &wanted);
         let host = self.cfg.get("myhostname");
         let id_str = id.to_string();
         let now = SystemTime::now();
@@ -724,6 +758,9 @@ impl<R: Router> Qmgr<R> {
                 "postmaster delay notification",
             ));
         }
+        if reports.is_empty() {
+            targets.clear();
+        }
         for (to, env_sender, label) in targets {
             let notice = bounce::Notice {
                 myhostname: &host,
@@ -735,6 +772,8 @@ impl<R: Router> Qmgr<R> {
                 original: content,
                 size_limit: usize::try_from(self.int_param("bounce_size_limit", 50_000))
                     .unwrap_or(50_000),
+                envid: meta.envid.as_deref(),
+                ret: meta.ret,
             };
             let message = bounce::delay(&notice, &reports, warn, lifetime);
             let env = Envelope::new(env_sender, vec![Recipient::new(to)], now);
@@ -773,6 +812,8 @@ impl<R: Router> Qmgr<R> {
                     status: o.status.clone(),
                     remote_mta: o.remote_mta.clone(),
                     remote_reply: o.remote_reply.clone(),
+                    orcpt: r.dsn.orcpt.clone(),
+                    relayed: false,
                 })
             })
             .collect()
@@ -790,14 +831,15 @@ impl<R: Router> Qmgr<R> {
         }
     }
 
-    /// Delivers one request; marks delivered recipients done at once. Returns the failures and
-    /// whether every delivered recipient was marked done.
+    /// Delivers one request; marks delivered recipients done at once. Returns the failures,
+    /// whether every delivered recipient was marked done, and the deliveries whose recipient
+    /// asked for a success notice (RFC 3461 NOTIFY=SUCCESS; `relayed` when the agent is smtp).
     async fn run_batch(
         self: Arc<Self>,
         meta: Arc<Meta>,
         transport: String,
         req: Request,
-    ) -> (Vec<(usize, Outcome)>, bool) {
+    ) -> (Vec<(usize, Outcome)>, bool, Vec<(usize, Outcome, bool)>) {
         let started = SystemTime::now();
         let program = self
             .transports
@@ -825,15 +867,25 @@ impl<R: Router> Qmgr<R> {
         let ended = SystemTime::now();
         let mut failed = Vec::new();
         let mut marked = true;
+        let mut succeeded = Vec::new();
         for (r, o) in req.recipients.iter().zip(outcomes) {
             if o.disposition() == Disposition::Delivered {
                 marked &= self.mark_done(&meta.id, r.index).await;
+                // A next hop that took the DSN request sends its own success notice.
+                if !o.dsn_passed
+                    && meta
+                        .recipients
+                        .get(r.index)
+                        .is_some_and(|q| q.dsn.notify.success())
+                {
+                    succeeded.push((r.index, o.clone(), program == "smtp"));
+                }
             } else {
                 failed.push((r.index, o.clone()));
             }
             self.log_outcome(&program, &meta, r.index, &o, started, started, ended);
         }
-        (failed, marked)
+        (failed, marked, succeeded)
     }
 
     /// `program` is the daemon Postfix would log the line as (the agent, or qmgr itself).
@@ -867,8 +919,7 @@ impl<R: Router> Qmgr<R> {
             Disposition::Bounced => ("bounced", Delivery::Bounced),
         };
         crate::metrics::METRICS.delivery(program, counted);
-        crate::metrics::METRICS
-            .delivery_latency(program, since(ended, meta.arrival).as_secs_f64());
+        crate::metrics::METRICS.delivery_latency(program, since(ended, meta.arrival).as_secs_f64());
         tracing::info!(
             service = program,
             "{}: to=<{}>{orig}, relay={}, delay={}, delays={}/{}/{}/{}, dsn={}, status={word} ({})",
@@ -883,6 +934,58 @@ impl<R: Router> Qmgr<R> {
             o.status.dsn,
             o.status.text
         );
+    }
+
+    /// RFC 3461 NOTIFY=SUCCESS: the success notice to the sender (Postfix's "sender delivery
+    /// status notification"). A failure to enqueue it is logged; the delivery stands.
+    async fn send_success(
+        &self,
+        meta: &Meta,
+        content: &Arc<Vec<u8>>,
+        delivered: &[(usize, Outcome, bool)],
+    ) {
+        let id = &meta.id;
+        let reports: Vec<bounce::RcptReport> = delivered
+            .iter()
+            .filter_map(|(i, o, relayed)| {
+                let r = meta.recipients.get(*i)?;
+                Some(bounce::RcptReport {
+                    address: r.address.clone(),
+                    original: r.original.clone(),
+                    status: o.status.clone(),
+                    remote_mta: o.remote_mta.clone(),
+                    remote_reply: o.remote_reply.clone(),
+                    orcpt: r.dsn.orcpt.clone(),
+                    relayed: *relayed,
+                })
+            })
+            .collect();
+        let host = self.cfg.get("myhostname");
+        let id_str = id.to_string();
+        let now = SystemTime::now();
+        let notice = bounce::Notice {
+            myhostname: &host,
+            queue_id: &id_str,
+            sender: &meta.sender,
+            to: &meta.sender,
+            arrival: meta.arrival,
+            now,
+            original: content,
+            size_limit: usize::try_from(self.int_param("bounce_size_limit", 50_000))
+                .unwrap_or(50_000),
+            envid: meta.envid.as_deref(),
+            ret: meta.ret,
+        };
+        let message = bounce::success(&notice, &reports);
+        let env = Envelope::new(
+            String::new(),
+            vec![Recipient::new(meta.sender.clone())],
+            now,
+        );
+        match self.with_store(move |s| s.enqueue(&env, &message)).await {
+            Ok(new_id) => tracing::info!("{id}: sender delivery status notification: {new_id}"),
+            Err(e) => tracing::error!("{id}: cannot enqueue the success notification: {e}"),
+        }
     }
 
     /// Builds and enqueues the DSN for `bounced` (or drops it, for double bounces).
@@ -922,8 +1025,14 @@ impl<R: Router> Qmgr<R> {
                 "sender non-delivery notification",
             )
         };
+        // RFC 3461: recipients with NOTIFY=NEVER (or without FAILURE) get no bounce.
         let reports: Vec<bounce::RcptReport> = bounced
             .iter()
+            .filter(|(i, _)| {
+                meta.recipients
+                    .get(*i)
+                    .is_some_and(|r| r.dsn.notify.failure())
+            })
             .filter_map(|(i, o)| {
                 let r = meta.recipients.get(*i)?;
                 Some(bounce::RcptReport {
@@ -932,6 +1041,8 @@ impl<R: Router> Qmgr<R> {
                     status: o.status.clone(),
                     remote_mta: o.remote_mta.clone(),
                     remote_reply: o.remote_reply.clone(),
+                    orcpt: r.dsn.orcpt.clone(),
+                    relayed: false,
                 })
             })
             .collect();
@@ -948,7 +1059,13 @@ impl<R: Router> Qmgr<R> {
             original: content,
             size_limit: usize::try_from(self.int_param("bounce_size_limit", 50_000))
                 .unwrap_or(50_000),
+            envid: meta.envid.as_deref(),
+            ret: meta.ret,
         };
+        if reports.is_empty() {
+            tracing::info!("{id}: no non-delivery notification: not requested (NOTIFY)");
+            return Ok(());
+        }
         let message = bounce::non_delivery(&notice, &reports);
         let copy = (!meta.sender.is_empty() && self.notify("bounce")).then(|| {
             let pm = self.qualify(&self.cfg.get("bounce_notice_recipient"));
@@ -996,7 +1113,7 @@ discard   unix  -       -       n       -       -       discard
     }
 
     impl Router for FakeRouter {
-        async fn route(&self, rcpt: &str) -> Result<Route, Status> {
+        async fn route(&self, _sender: &str, rcpt: &str) -> Result<Route, Status> {
             let domain = rcpt.rsplit_once('@').map(|(_, d)| d).unwrap_or("");
             let (transport, nexthop) = match domain {
                 // A closed port: the smtp client defers without DNS.
@@ -1216,6 +1333,163 @@ discard   unix  -       -       n       -       -       discard
         assert!(text.contains("Final-Recipient: rfc822; x@error.test"));
         assert!(text.contains("Status: 5.1.1"));
         assert!(!text.contains("Final-Recipient: rfc822; ok@lmtp.test"));
+        h.stop().await;
+    }
+
+    /// Enqueues a message whose recipients carry RFC 3461 requests (`NOTIFY`, `ORCPT`).
+    fn enqueue_dsn(
+        h: &Harness,
+        rcpts: &[(&str, &str, Option<&str>)],
+        attrs: &[(&str, &str)],
+        arrival: SystemTime,
+    ) -> QueueId {
+        let mut env = Envelope::new(
+            "sender@lmtp.test",
+            rcpts
+                .iter()
+                .map(|(a, notify, orcpt)| {
+                    Recipient::new(*a).with_dsn(crate::dsn::RcptDsn {
+                        notify: crate::dsn::Notify::parse(notify).unwrap_or_default(),
+                        orcpt: orcpt.map(str::to_string),
+                    })
+                })
+                .collect(),
+            arrival,
+        );
+        for (k, v) in attrs {
+            env.attrs.push(((*k).into(), (*v).into()));
+        }
+        let id = h
+            .store
+            .enqueue(
+                &env,
+                b"Subject: dsn\r\nFrom: someone\r\n\r\nsecret body\r\n",
+            )
+            .expect("enqueues");
+        h.wakeup.notify_one();
+        id
+    }
+
+    /// NOTIFY=NEVER recipients are left out of the bounce; ENVID, ORCPT and RET=HDRS show.
+    #[tokio::test]
+    async fn bounce_honours_notify_envid_orcpt_and_ret() {
+        let h = Harness::start("").await;
+        enqueue_dsn(
+            &h,
+            &[
+                ("unknown@lmtp.test", "NEVER", None),
+                ("x@error.test", "", Some("rfc822;Orig@error.test")),
+            ],
+            &[("envid", "QQ314159"), ("ret", "HDRS")],
+            SystemTime::now(),
+        );
+        h.wait_for("bounce", |h| {
+            h.queued() == 0 && h.server.transactions().len() == 1
+        })
+        .await;
+        let tx = h.server.transactions();
+        assert_eq!(
+            (tx[0].mail_from.as_str(), tx[0].rcpts.as_slice()),
+            ("", &["sender@lmtp.test".to_string()][..])
+        );
+        let text = String::from_utf8_lossy(&tx[0].data);
+        assert!(text.contains("Original-Envelope-Id: QQ314159"), "{text}");
+        assert!(text.contains("Final-Recipient: rfc822; x@error.test\r\nOriginal-Recipient: rfc822;Orig@error.test\r\n"), "{text}");
+        assert!(
+            !text.contains("unknown@lmtp.test"),
+            "NOTIFY=NEVER recipient reported: {text}"
+        );
+        assert!(text.contains("Subject: dsn"), "{text}");
+        assert!(
+            !text.contains("secret body"),
+            "RET=HDRS returned the body: {text}"
+        );
+        h.stop().await;
+    }
+
+    /// Only NOTIFY=NEVER / NOTIFY=SUCCESS failures: no bounce at all.
+    #[tokio::test]
+    async fn no_bounce_when_not_requested() {
+        let h = Harness::start("").await;
+        let id = enqueue_dsn(
+            &h,
+            &[
+                ("unknown@lmtp.test", "NEVER", None),
+                ("x@error.test", "SUCCESS,DELAY", None),
+            ],
+            &[],
+            SystemTime::now(),
+        );
+        h.wait_for("removal", |h| h.store.locate(&id).is_none())
+            .await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(h.queued(), 0);
+        let tx = h.server.transactions();
+        assert!(
+            tx.iter().all(|t| !t.mail_from.is_empty()),
+            "a notice was sent: {tx:?}"
+        );
+        h.stop().await;
+    }
+
+    /// NOTIFY=SUCCESS: a success notice (Action: delivered) for that recipient only.
+    #[tokio::test]
+    async fn success_notice_for_notify_success() {
+        let h = Harness::start("").await;
+        enqueue_dsn(
+            &h,
+            &[
+                ("ok@lmtp.test", "SUCCESS", Some("rfc822;First@lmtp.test")),
+                ("a@lmtp.test", "", None),
+            ],
+            &[("envid", "E1")],
+            SystemTime::now(),
+        );
+        h.wait_for("delivery and success notice", |h| {
+            h.queued() == 0 && h.server.transactions().len() == 2
+        })
+        .await;
+        let tx = h.server.transactions();
+        let notice = tx
+            .iter()
+            .find(|t| t.mail_from.is_empty())
+            .expect("a notice");
+        assert_eq!(notice.rcpts, ["sender@lmtp.test"]);
+        let text = String::from_utf8_lossy(&notice.data);
+        assert!(
+            text.contains("Subject: Successful Mail Delivery Report"),
+            "{text}"
+        );
+        assert!(text.contains("Original-Envelope-Id: E1"), "{text}");
+        assert!(text.contains("Final-Recipient: rfc822; ok@lmtp.test\r\nOriginal-Recipient: rfc822;First@lmtp.test\r\nAction: delivered\r\n"), "{text}");
+        assert!(!text.contains("a@lmtp.test"), "{text}");
+        assert!(!text.contains("secret body"), "{text}");
+        h.stop().await;
+    }
+
+    /// NOTIFY without DELAY: the message is deferred and marked warned, but no notice goes out.
+    #[tokio::test]
+    async fn no_delay_notice_without_notify_delay() {
+        let h = Harness::start(
+            "delay_warning_time = 1h\nminimal_backoff_time = 1h\nmaximal_backoff_time = 2h\nqueue_run_delay = 1h\n",
+        )
+        .await;
+        let id = enqueue_dsn(
+            &h,
+            &[("x@fail.test", "FAILURE", None)],
+            &[],
+            SystemTime::now() - Duration::from_secs(7200),
+        );
+        h.wait_for("deferral", |h| {
+            h.store.load(&id).map(|m| m.delay_warned).unwrap_or(false)
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(
+            h.server.transactions().is_empty(),
+            "{:?}",
+            h.server.transactions()
+        );
         h.stop().await;
     }
 

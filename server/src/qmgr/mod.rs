@@ -17,9 +17,11 @@ pub use manager::run;
 /// What qmgr (and virtual(8)) need from the lookup tables. The lead implements it with
 /// trivial-rewrite's resolver and `virtual_mailbox_maps`.
 pub trait Router: Send + Sync + 'static {
-    /// transport:nexthop for a recipient. Err(temporary Status) = lookup failure → defer.
+    /// transport:nexthop for a recipient of a message from `sender` (empty for `<>`; the
+    /// sender picks `sender_dependent_*` routes). Err(temporary Status) = lookup failure → defer.
     fn route(
         &self,
+        sender: &str,
         rcpt: &str,
     ) -> impl std::future::Future<Output = Result<crate::resolve::Route, crate::dsn::Status>> + Send;
     /// virtual(8): the virtual_mailbox_maps result for a recipient (e.g. "example.com/alice/"),

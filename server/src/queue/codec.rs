@@ -20,6 +20,10 @@
 //!                u32 recipient count, then per recipient:
 //!                    u8 status ('P' pending, 'D' done)                  (rewritten in place)
 //!                    u16 address length, address, u16 original length, original
+//!                optional, only when a recipient has a DSN request (older files end here):
+//!                u8 'N', then per recipient, in order:
+//!                    u8 NOTIFY bits (`dsn::Notify`; 0 = not given),
+//!                    u16 ORCPT length, ORCPT (`type;address`, empty = not given)
 //! 40+envelope_len  content (content_len bytes, as cleanup wrote it)
 //!   …              trailer "PSTQEND\n"
 //! ```
@@ -32,6 +36,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::{Envelope, Recipient};
+use crate::dsn::{Notify, RcptDsn};
 
 pub const MAGIC: &[u8; 4] = b"PSTQ";
 pub const VERSION: u8 = 1;
@@ -48,6 +53,8 @@ pub const ATTEMPTS_OFFSET: u64 = 8;
 pub const NEXT_ATTEMPT_OFFSET: u64 = 12;
 pub const STATUS_PENDING: u8 = b'P';
 pub const STATUS_DONE: u8 = b'D';
+/// The optional per-recipient DSN record after the recipient list.
+pub const RECORD_DSN: u8 = b'N';
 /// Refuse envelope sections larger than this (a million recipients is far beyond any limit).
 pub const MAX_ENVELOPE_LEN: u32 = 256 * 1024 * 1024;
 
@@ -154,6 +161,13 @@ pub fn encode_head(
         e.push(if r.done { STATUS_DONE } else { STATUS_PENDING });
         put_str16(&mut e, &r.address, "recipient")?;
         put_str16(&mut e, &r.original, "original recipient")?;
+    }
+    if env.recipients.iter().any(|r| r.dsn != RcptDsn::default()) {
+        e.push(RECORD_DSN);
+        for r in &env.recipients {
+            e.push(r.dsn.notify.bits());
+            put_str16(&mut e, r.dsn.orcpt.as_deref().unwrap_or(""), "ORCPT")?;
+        }
     }
     let envelope_len = u32::try_from(e.len())
         .ok()
@@ -342,8 +356,32 @@ pub fn decode_envelope(buf: &[u8]) -> Result<HeadAndEnvelope, CodecError> {
             address,
             original,
             done,
+            dsn: RcptDsn::default(),
         });
         status_offsets.push(off);
+    }
+    if r.pos < end {
+        match r.u8().map_err(corrupt)? {
+            RECORD_DSN => {
+                for (i, rcpt) in recipients.iter_mut().enumerate() {
+                    let bits = r.u8().map_err(corrupt)?;
+                    let notify = Notify::from_bits(bits).ok_or_else(|| {
+                        CodecError::Corrupt(format!("recipient #{i}: bad NOTIFY 0x{bits:02x}"))
+                    })?;
+                    let olen = r.u16().map_err(corrupt)? as usize;
+                    let orcpt = r.string(olen, "ORCPT").map_err(corrupt)?;
+                    rcpt.dsn = RcptDsn {
+                        notify,
+                        orcpt: (!orcpt.is_empty()).then_some(orcpt),
+                    };
+                }
+            }
+            other => {
+                return Err(CodecError::Corrupt(format!(
+                    "unknown envelope record 0x{other:02x}"
+                )));
+            }
+        }
     }
     if r.pos != end {
         return Err(CodecError::Corrupt(format!(
@@ -429,6 +467,65 @@ mod tests {
         for off in &f.status_offsets {
             assert_eq!(bytes.get(*off as usize), Some(&STATUS_PENDING));
         }
+    }
+
+    #[test]
+    fn dsn_requests_roundtrip_and_old_files_still_decode() {
+        let plain = sample();
+        let mut env = plain.clone();
+        env.attrs
+            .push((crate::queue::ATTR_ENVID.into(), "QQ314159".into()));
+        env.attrs
+            .push((crate::queue::ATTR_RET.into(), "HDRS".into()));
+        env.recipients[1].dsn = RcptDsn {
+            notify: Notify::parse("SUCCESS,DELAY").unwrap_or_default(),
+            orcpt: Some("rfc822;info@example.net".into()),
+        };
+        env.recipients[2].dsn.notify = Notify::parse("NEVER").unwrap_or_default();
+        let bytes = encode(&env, 0, UNIX_EPOCH, b"x").expect("encodes");
+        let (f, used) = decode(&bytes).expect("decodes");
+        assert_eq!(used, bytes.len());
+        assert_eq!(f.envelope, env);
+        for off in &f.status_offsets {
+            assert_eq!(bytes.get(*off as usize), Some(&STATUS_PENDING));
+        }
+        // Without DSN requests the file is exactly the old format (no record appended).
+        let old = encode(&plain, 0, UNIX_EPOCH, b"x").expect("encodes");
+        let (g, _) = decode(&old).expect("decodes");
+        assert!(
+            g.envelope
+                .recipients
+                .iter()
+                .all(|r| r.dsn == RcptDsn::default())
+        );
+        // A version-1 file written before the DSN record existed (fixed bytes).
+        let head_and_env: &[u8] = &[
+            b'P', b'S', b'T', b'Q', 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+            0, // magic…next
+            0, 0, 0, 0, 0, 0, 0, 0, // arrival
+            0, 0, 0, 17, // envelope_len
+            0, 0, 0, 0, 0, 0, 0, 1, // content_len
+            0, 1, b'a', // sender "a"
+            0, 0, // no attributes
+            0, 0, 0, 1, // one recipient
+            b'P', 0, 3, b'b', b'@', b'c', 0, 0, // "b@c", no original
+        ];
+        let old_file = [head_and_env, b"x", TRAILER].concat();
+        let (h, _) = decode(&old_file).expect("old file decodes");
+        assert_eq!(h.envelope.recipients[0].address, "b@c");
+        assert_eq!(h.envelope.recipients[0].dsn, RcptDsn::default());
+        // Unknown records and bad NOTIFY bits are corruption, not a panic.
+        let mut bad = bytes.clone();
+        let he = decode_envelope(&bytes).expect("decodes");
+        let rec = HEAD_LEN + he.head.envelope_len as usize
+            - (3 * 3 + "rfc822;info@example.net".len())
+            - 1;
+        assert_eq!(bad[rec], RECORD_DSN);
+        bad[rec] = b'Z';
+        assert!(matches!(decode(&bad), Err(CodecError::Corrupt(_))));
+        let mut bad = bytes.clone();
+        bad[rec + 1] = 0xff;
+        assert!(matches!(decode(&bad), Err(CodecError::Corrupt(_))));
     }
 
     #[test]

@@ -81,6 +81,8 @@ pub struct Recipient {
     pub original: String,
     /// Delivered or bounced: never attempt again.
     pub done: bool,
+    /// RFC 3461 NOTIFY/ORCPT the client gave for this recipient.
+    pub dsn: crate::dsn::RcptDsn,
 }
 
 impl Recipient {
@@ -90,16 +92,29 @@ impl Recipient {
             original: address.clone(),
             address,
             done: false,
+            dsn: Default::default(),
         }
+    }
+    /// The same recipient with the client's DSN request.
+    pub fn with_dsn(mut self, dsn: crate::dsn::RcptDsn) -> Self {
+        self.dsn = dsn;
+        self
     }
     pub fn with_original(address: impl Into<String>, original: impl Into<String>) -> Self {
         Recipient {
             address: address.into(),
             original: original.into(),
             done: false,
+            dsn: Default::default(),
         }
     }
 }
+
+/// Envelope attributes holding the RFC 3461 per-message DSN request (`ENVID=` decoded, `RET=`).
+pub const ATTR_ENVID: &str = "envid";
+pub const ATTR_RET: &str = "ret";
+/// Envelope attribute set (`1`) when the client declared RFC 6531 `SMTPUTF8`.
+pub const ATTR_SMTPUTF8: &str = "smtputf8";
 
 /// The envelope of a queued message.
 #[derive(Debug, Clone, PartialEq, Eq)]

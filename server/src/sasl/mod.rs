@@ -176,8 +176,8 @@ impl SecurityOptions {
             || (self.noanonymous && f.anonymous)
             || (self.noactive && f.active)
             || (self.nodictionary && f.dictionary);
-        let required = (!self.mutual_auth || f.mutual_auth)
-            && (!self.forward_secrecy || f.forward_secrecy);
+        let required =
+            (!self.mutual_auth || f.mutual_auth) && (!self.forward_secrecy || f.forward_secrecy);
         !excluded && required
     }
 }

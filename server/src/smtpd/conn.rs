@@ -14,7 +14,11 @@
 //! Guarantees: a panic or IO error in one session ends that session only (tasks are spawned
 //! and their join errors logged); `smtpd_timeout` bounds every read; after the last reply the
 //! socket is half-closed and drained briefly so the reply is not lost to a TCP reset.
-//! Counts sessions in `metrics`. Logs in Postfix's shapes: `connect from unknown[127.0.0.1]`, `disconnect from … ehlo=1 …`,
+//! anvil: each connection is counted in the process-wide `anvil` (per service and client
+//! address) until its task ends; past `smtpd_client_connection_count_limit` or
+//! `_rate_limit` the client gets `421 4.7.0 <host> Error: too many connections from <addr>`.
+//! `tls_server_sni_maps`: the handshake reads the ClientHello first and serves the config for
+//! its name (`tls::Sni`). Counts sessions in `metrics`. Logs in Postfix's shapes: `connect from unknown[127.0.0.1]`, `disconnect from … ehlo=1 …`,
 //! `lost connection after DATA from …`, `timeout after RCPT from …` (the rest in `session`).
 
 use std::net::SocketAddr;
@@ -383,6 +387,12 @@ async fn run_session<B: Backend>(
     }
     tracing::info!("connect from {}", session.client());
     let _ = stream.set_nodelay(true);
+    // anvil: smtpd_client_connection_count_limit / _rate_limit, released when the task ends.
+    let mut stream = stream;
+    let Ok(_counted) = admit(&mut stream, &session, &settings).await else {
+        tracing::info!("disconnect from {}{}", session.client(), session.summary());
+        return;
+    };
     let mut input: Vec<u8> = Vec::with_capacity(4096);
     let mut out: Vec<u8> = Vec::with_capacity(1024);
     let mut ctx = Ctx {
@@ -392,6 +402,15 @@ async fn run_session<B: Backend>(
         auth: &auth,
         shutdown: &mut shutdown,
     };
+    if settings.tls.wrapper && new_tls_refused(ctx.session, &settings) {
+        // No reply: the client expects a TLS handshake, not plaintext.
+        tracing::info!(
+            "disconnect from {}{}",
+            ctx.session.client(),
+            ctx.session.summary()
+        );
+        return;
+    }
     let tls_stream = if settings.tls.wrapper {
         // smtpd_tls_wrappermode: the handshake comes before the greeting (RFC 8314).
         Some(stream)
@@ -404,8 +423,14 @@ async fn run_session<B: Backend>(
         }
     };
     if let Some(stream) = tls_stream {
-        match handshake(stream, &settings).await {
+        let client = ctx.session.client().to_string();
+        match handshake(stream, &settings, &client).await {
             Ok(mut tls) => {
+                let resumed =
+                    tls.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
+                if !resumed {
+                    count_new_tls(ctx.session, &settings);
+                }
                 let desc = crate::tls::describe(tls.get_ref().1);
                 input.clear();
                 ctx.session.tls_started(desc);
@@ -420,17 +445,164 @@ async fn run_session<B: Backend>(
     tracing::info!("disconnect from {}{}", session.client(), session.summary());
 }
 
+/// The process-wide anvil's count of one open connection; dropping it counts the disconnect.
+struct Counted {
+    anvil: Arc<std::sync::Mutex<super::anvil::Anvil>>,
+    service: String,
+    ip: std::net::IpAddr,
+    unit: u64,
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.anvil
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .disconnect(&self.service, self.ip, unix_now(), self.unit);
+    }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Counts the connection in the anvil; over `smtpd_client_connection_count_limit` or
+/// `_rate_limit` it logs Postfix's warning, answers `421 4.7.0 <myhostname> Error: too many
+/// connections from <addr>` (in wrapper mode it just closes: the client expects TLS) and
+/// returns `Err`. Clients in `smtpd_client_event_limit_exceptions` are not counted (`Ok(None)`).
+async fn admit(
+    stream: &mut TcpStream,
+    session: &Session,
+    settings: &Settings,
+) -> Result<Option<Counted>, ()> {
+    use super::anvil::Exceeded;
+    let limits = &settings.limits;
+    let info = session.info();
+    let ip = info.client.ip();
+    if limits.exempt(ip) {
+        return Ok(None);
+    }
+    let seen = settings
+        .anvil
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .connect(&info.service, ip, unix_now(), limits.unit);
+    // Dropped on every return: the connection is counted until then.
+    let counted = Counted {
+        anvil: settings.anvil.clone(),
+        service: info.service.clone(),
+        ip,
+        unit: limits.unit,
+    };
+    let (what, n) = match limits.connect_exceeded(seen) {
+        None => return Ok(Some(counted)),
+        Some(Exceeded::ConnectionCount) => ("Connection concurrency", seen.count),
+        Some(Exceeded::ConnectionRate) => ("Connection rate", seen.rate),
+    };
+    tracing::warn!(
+        "{what} limit exceeded: {n} from {} for service {}",
+        session.client(),
+        info.service
+    );
+    if !settings.tls.wrapper {
+        let reply = format!(
+            "421 4.7.0 {} Error: too many connections from {ip}\r\n",
+            settings.myhostname
+        );
+        let _ = tokio::time::timeout(Duration::from_secs(10), async {
+            if stream.write_all(reply.as_bytes()).await.is_ok() {
+                let _ = stream.flush().await;
+                let _ = stream.shutdown().await;
+            }
+        })
+        .await;
+    }
+    drop(counted);
+    Err(())
+}
+
+/// Counts a completed full handshake for `smtpd_client_new_tls_session_rate_limit` (like
+/// Postfix, resumed sessions are not counted).
+fn count_new_tls(session: &Session, settings: &Settings) {
+    let limits = &settings.limits;
+    let info = session.info();
+    let ip = info.client.ip();
+    if limits.new_tls_rate > 0 && !limits.exempt(ip) {
+        settings
+            .anvil
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .new_tls(&info.service, ip, unix_now(), limits.unit);
+    }
+}
+
+/// `smtpd_client_new_tls_session_rate_limit` before a wrapper-mode handshake: the sessions
+/// already counted in this window reach the limit (STARTTLS is checked by the session).
+fn new_tls_refused(session: &Session, settings: &Settings) -> bool {
+    let limits = &settings.limits;
+    let info = session.info();
+    let ip = info.client.ip();
+    if limits.new_tls_rate == 0 || limits.exempt(ip) {
+        return false;
+    }
+    let rate = settings
+        .anvil
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .new_tls_rate(&info.service, ip, unix_now(), limits.unit);
+    if rate < limits.new_tls_rate {
+        return false;
+    }
+    tracing::warn!(
+        "New TLS session rate limit exceeded: {rate} from {} for service {}",
+        session.client(),
+        info.service
+    );
+    true
+}
+
 async fn handshake(
     stream: TcpStream,
     settings: &Settings,
+    client: &str,
 ) -> Result<tokio_rustls::server::TlsStream<TcpStream>, String> {
     let Some(cfg) = settings.tls.server.clone() else {
         return Err("no TLS configuration".into());
     };
-    let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
-    let result = match tokio::time::timeout(settings.timeout, acceptor.accept(stream)).await {
-        Ok(Ok(s)) => Ok(s),
-        Ok(Err(e)) => Err(e.to_string()),
+    let accept = async {
+        let Some(sni) = settings.tls.sni.clone() else {
+            return tokio_rustls::TlsAcceptor::from(cfg)
+                .accept(stream)
+                .await
+                .map_err(|e| e.to_string());
+        };
+        // tls_server_sni_maps: read the ClientHello, look its name up, then go on with the
+        // config for that name (or the default one).
+        let start =
+            tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), stream)
+                .await
+                .map_err(|e| e.to_string())?;
+        let name = start.client_hello().server_name().map(str::to_string);
+        let chosen = match &name {
+            Some(n) => {
+                let chosen = sni.config_for(n).await?;
+                if chosen.is_none() {
+                    tracing::info!("TLS SNI {n} from {client} not matched, using default chain");
+                }
+                chosen
+            }
+            None => None,
+        };
+        start
+            .into_stream(chosen.unwrap_or(cfg))
+            .await
+            .map_err(|e| e.to_string())
+    };
+    let result = match tokio::time::timeout(settings.timeout, accept).await {
+        Ok(r) => r,
         Err(_) => Err("timeout".into()),
     };
     crate::metrics::METRICS.tls(if result.is_ok() {
@@ -809,6 +981,80 @@ mod tests {
             tokio::time::timeout(WAIT, server).await,
             Ok(Ok(Ok(())))
         ));
+    }
+
+    /// smtpd_client_connection_count_limit / _rate_limit over TCP: the connection past the
+    /// limit gets Postfix's 421 and is closed; a closed session frees its slot.
+    #[tokio::test]
+    async fn anvil_connection_limits() {
+        let base = Dialog::parse("").config();
+        let cfg = |k: &str, v: &str| {
+            base.with_overrides(&[
+                (
+                    "smtpd_client_event_limit_exceptions".to_string(),
+                    String::new(),
+                ),
+                (k.to_string(), v.to_string()),
+            ])
+        };
+        // Unique service names: the anvil is process-wide and keyed by service.
+        let opts = |service: &str| ServeOptions {
+            service: service.into(),
+            ..ServeOptions::default()
+        };
+        let backend = Arc::new(FakeBackend::default());
+        let (addr, stop, server) = start(
+            cfg("smtpd_client_connection_count_limit", "2"),
+            backend.clone(),
+            opts("anvil-count-test"),
+        )
+        .await;
+        let mut a = Client::connect(addr).await;
+        assert_eq!(a.line().await, "220 mx.test ESMTP Postern");
+        let mut b = Client::connect(addr).await;
+        assert_eq!(b.line().await, "220 mx.test ESMTP Postern");
+        let mut c = Client::connect(addr).await;
+        assert_eq!(
+            c.line().await,
+            "421 4.7.0 mx.test Error: too many connections from 127.0.0.1"
+        );
+        assert_eq!(c.line().await, "<close>");
+        a.send(b"QUIT\r\n").await;
+        assert_eq!(a.line().await, "221 2.0.0 Bye");
+        assert_eq!(a.line().await, "<close>");
+        drop(a);
+        // The slot is free again once the first session's task has ended.
+        let mut seen = String::new();
+        for _ in 0..50 {
+            let mut d = Client::connect(addr).await;
+            seen = d.line().await;
+            if seen == "220 mx.test ESMTP Postern" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(seen, "220 mx.test ESMTP Postern");
+        drop(b);
+        let _ = stop.send(true);
+        let _ = tokio::time::timeout(WAIT, server).await;
+
+        let (addr, stop, server) = start(
+            cfg("smtpd_client_connection_rate_limit", "2"),
+            backend.clone(),
+            opts("anvil-rate-test"),
+        )
+        .await;
+        for _ in 0..2 {
+            let mut a = Client::connect(addr).await;
+            assert_eq!(a.line().await, "220 mx.test ESMTP Postern");
+        }
+        let mut c = Client::connect(addr).await;
+        assert_eq!(
+            c.line().await,
+            "421 4.7.0 mx.test Error: too many connections from 127.0.0.1"
+        );
+        let _ = stop.send(true);
+        let _ = tokio::time::timeout(WAIT, server).await;
     }
 
     #[tokio::test]

@@ -2,7 +2,8 @@
 //! `Need` at a time for the backend), `check` evaluates the access restrictions (pure; the
 //! table keys, DNS records and policy answers it needs are `Fact`s), `facts` fetches those
 //! facts (access tables, DNS, `check_policy_service` clients) and the client's name at connect
-//! (`smtpd_peername_lookup`), `conn` is the tokio driver (`serve`) that does the IO and calls
+//! (`smtpd_peername_lookup`), `anvil` holds the `smtpd_client_*_limit` counters (pure,
+//! one process-wide instance), `conn` is the tokio driver (`serve`) that does the IO and calls
 //! the `Backend`; TLS
 //! (`crate::tls`) and SASL (`crate::sasl`) settings are part of `Settings`.
 //!
@@ -17,6 +18,7 @@
 //! `defer_code`, `relay_domains_reject_code`, `unknown_*_reject_code`,
 //! `show_user_unknown_table_name`, `default_process_limit`.
 
+pub mod anvil;
 pub mod check;
 pub mod conn;
 pub mod facts;
@@ -67,6 +69,15 @@ pub struct Message {
     pub data: Vec<u8>,
     /// `BODY=8BITMIME` was given or the content has 8-bit bytes.
     pub body_8bit: bool,
+    /// RFC 3461 `ENVID=` (xtext decoded) and `RET=`, when given.
+    pub envid: Option<String>,
+    pub ret: Option<crate::dsn::Ret>,
+    /// Per recipient, in `recipients` order, its `NOTIFY=`/`ORCPT=`; may be shorter than
+    /// `recipients` (a missing entry = nothing given).
+    pub rcpt_dsn: Vec<crate::dsn::RcptDsn>,
+    /// RFC 6531: the client declared `SMTPUTF8` (recorded in the queue file as the
+    /// `smtputf8` envelope attribute).
+    pub smtputf8: bool,
 }
 
 /// The lookup tables and the queue, as smtpd needs them. Implemented by the lead.
@@ -143,8 +154,19 @@ pub struct Settings {
     pub sasl_exceptions: check::Networks,
     /// `smtpd_sasl_authenticated_header`.
     pub sasl_header: bool,
+    /// DSN (RFC 3461) is announced and its parameters accepted: `dsn` is not in
+    /// `smtpd_discard_ehlo_keywords`.
+    pub dsn: bool,
+    /// CHUNKING (RFC 3030) is announced and BDAT accepted (`chunking` not discarded).
+    pub chunking: bool,
+    /// SMTPUTF8 (RFC 6531) is announced and accepted (`smtputf8` not discarded).
+    pub smtputf8: bool,
     /// `smtpd_client_auth_rate_limit` counters, shared by the listener's sessions.
     pub auth_rate: std::sync::Arc<std::sync::Mutex<crate::sasl::AuthRate>>,
+    /// `smtpd_client_*_limit`, `anvil_rate_time_unit`, `smtpd_client_event_limit_exceptions`.
+    pub limits: anvil::Limits,
+    /// The counters behind `limits`: process-wide (`anvil::global`), keyed by service.
+    pub anvil: std::sync::Arc<std::sync::Mutex<anvil::Anvil>>,
 }
 
 /// A parameter's expanded value, or Postfix's default when neither set nor in the table.
@@ -221,6 +243,18 @@ impl Settings {
                 .unwrap_or(usize::MAX),
             helo_required: cfg.get_bool("smtpd_helo_required"),
             disable_vrfy: cfg.get_bool("disable_vrfy_command"),
+            dsn: !cfg
+                .get_list("smtpd_discard_ehlo_keywords")
+                .iter()
+                .any(|k| k.eq_ignore_ascii_case("dsn")),
+            chunking: !cfg
+                .get_list("smtpd_discard_ehlo_keywords")
+                .iter()
+                .any(|k| k.eq_ignore_ascii_case("chunking")),
+            smtputf8: !cfg
+                .get_list("smtpd_discard_ehlo_keywords")
+                .iter()
+                .any(|k| k.eq_ignore_ascii_case("smtputf8")),
             hard_error_limit: u32::try_from(non_negative("smtpd_hard_error_limit", 20)?)
                 .unwrap_or(u32::MAX),
             soft_error_limit: u32::try_from(non_negative("smtpd_soft_error_limit", 10)?)
@@ -247,6 +281,8 @@ impl Settings {
             sasl: crate::sasl::SaslSettings::from_config(cfg)
                 .map_err(|e| SmtpdError::Config(e.to_string()))?,
             auth_rate: Default::default(),
+            limits: anvil::Limits::from_config(cfg).map_err(SmtpdError::Config)?,
+            anvil: anvil::global(),
             sasl_exceptions: check::Networks::parse(
                 &cfg.get_list("smtpd_sasl_exceptions_networks"),
             )

@@ -18,8 +18,18 @@
 //! record or a policy server's answer comes back as `Need::Fact`, the driver answers through
 //! `fact_done` and the decision runs again. Commands pipelined where RFC 2920 does not allow it
 //! are noted for `reject_unauth_pipelining`; `PREPEND` results go above our `Received:`.
-//! The only shared state is the `smtpd_client_auth_rate_limit` counter in `Settings` (a pure
-//! counter behind a mutex, fed with `now`).
+//! CHUNKING (RFC 3030, Postfix 3.4+ bdat_cmd): `Mode::Bdat` reads exactly the announced octets
+//! (binary, never parsed as commands, read in full even when the chunk is refused); the chunks
+//! go through `DataDecoder::chunks` (same bare LF / bare CR policy as DATA, no dot-unstuffing);
+//! `250 2.0.0 Ok: n bytes` per chunk, `250 2.0.0 Ok: n bytes queued as ID` after `LAST` (n =
+//! octets of all chunks); a refused chunk's reply repeats for every chunk up to `LAST`, which
+//! ends the transaction; `smtpd_data_restrictions` run after the first chunk. SMTPUTF8
+//! (RFC 6531): a non-ASCII sender or recipient needs `MAIL FROM:<…> SMTPUTF8`, else
+//! `553 5.6.7`; the flag rides on `Message::smtputf8`. `smtpd_discard_ehlo_keywords` with
+//! `chunking` / `smtputf8` hides them: BDAT is then `502`, the parameter `555`.
+//! The only shared state is the `smtpd_client_auth_rate_limit` counter and the anvil
+//! (`smtpd_client_{message,recipient,new_tls_session}_rate_limit`) in `Settings` (pure
+//! counters behind a mutex, fed with `now`).
 //! No IO, no clock (the driver passes `now`), no tokio. Entry point: `Session`.
 
 use std::fmt::Write as _;
@@ -31,7 +41,7 @@ use chrono::{DateTime, FixedOffset};
 
 use super::check::{Answer, Fact, Facts, NameStatus, PolicyAttrs, RcptContext, Verdict};
 use super::{Message, RcptFacts, SessionInfo, Settings};
-use crate::dsn::Status;
+use crate::dsn::{Notify, RcptDsn, Ret, Status};
 use crate::proto::line::skip_line;
 use crate::proto::{
     Address, BareNewline, Body, Command, DataDecoder, DataError, Decoded, ParseError, Path, Reply,
@@ -106,6 +116,15 @@ enum Mode {
         decoder: DataDecoder,
         body: Vec<u8>,
     },
+    /// Reading the octets of a BDAT chunk (RFC 3030): `remaining` of `size` still to come.
+    /// With `skip` the chunk is read and dropped and `skip` is the reply (the stream stays in
+    /// sync after an error).
+    Bdat {
+        remaining: u64,
+        size: u64,
+        last: bool,
+        skip: Option<Reply>,
+    },
     AwaitLookup,
     AwaitEnqueue,
     /// A challenge went out; waiting for the client's response line.
@@ -122,10 +141,80 @@ enum Mode {
 }
 
 /// The decision waiting for a fact.
+/// MAIL FROM parameters other than SIZE/BODY: AUTH= is accepted and ignored; with DSN on,
+/// `RET=` and `ENVID=` (RFC 3461 §4.3, §4.4), once each; anything else is `555`. Postfix's
+/// replies.
+fn mail_dsn(
+    dsn: bool,
+    other: &[(String, Option<String>)],
+) -> Result<(Option<String>, Option<Ret>), Reply> {
+    let (mut envid, mut ret) = (None, None);
+    for (k, v) in other {
+        match (k.as_str(), v) {
+            ("AUTH", _) => {}
+            ("RET", Some(v)) if dsn => match Ret::parse(v) {
+                Some(r) if ret.is_none() => ret = Some(r),
+                _ => return Err(Reply::new(501, "5.5.4", "Bad RET parameter syntax")),
+            },
+            ("ENVID", Some(v)) if dsn => match crate::dsn::parse_envid(v) {
+                Some(e) if envid.is_none() => envid = Some(e),
+                _ => return Err(Reply::new(501, "5.5.4", "Bad ENVID parameter syntax")),
+            },
+            _ => return Err(unsupported(k, v)),
+        }
+    }
+    Ok((envid, ret))
+}
+
+/// RCPT TO parameters: with DSN on, `NOTIFY=` and `ORCPT=` (RFC 3461 §4.1, §4.2), once each;
+/// anything else is `555`.
+fn rcpt_dsn(dsn: bool, params: &[(String, Option<String>)]) -> Result<RcptDsn, Reply> {
+    let mut out = RcptDsn::default();
+    for (k, v) in params {
+        match (k.as_str(), v) {
+            ("NOTIFY", Some(v)) if dsn => match Notify::parse(v) {
+                Some(n) if !out.notify.given() => out.notify = n,
+                _ => return Err(Reply::new(501, "5.5.4", "Bad NOTIFY parameter syntax")),
+            },
+            ("ORCPT", Some(v)) if dsn => match crate::dsn::parse_orcpt(v) {
+                Some(o) if out.orcpt.is_none() => out.orcpt = Some(o),
+                _ => return Err(Reply::new(501, "5.5.4", "Bad ORCPT parameter syntax")),
+            },
+            _ => return Err(unsupported(k, v)),
+        }
+    }
+    Ok(out)
+}
+
+fn unsupported(k: &str, v: &Option<String>) -> Reply {
+    let opt = match v {
+        Some(v) => format!("{k}={v}"),
+        None => k.to_string(),
+    };
+    Reply::new(555, "5.5.4", format!("Unsupported option: {opt}"))
+}
+
 enum Then {
     Rcpt,
     Data,
+    /// `smtpd_data_restrictions` after the first BDAT chunk was read.
+    Bdat {
+        size: u64,
+        last: bool,
+    },
     EndOfData(Message),
+}
+
+/// The BDAT chunks of the message in progress (RFC 3030).
+struct Chunks {
+    decoder: DataDecoder,
+    body: Vec<u8>,
+    /// Octets received in accepted chunks (what `message_size_limit` is checked against).
+    bytes: u64,
+    /// `smtpd_data_restrictions` passed (they run once, after the first chunk).
+    checked: bool,
+    /// An earlier chunk failed: every chunk up to `LAST` is read and gets this reply.
+    error: Option<Reply>,
 }
 
 struct Transaction {
@@ -144,6 +233,16 @@ struct Transaction {
     size: u64,
     /// Header lines from `PREPEND` access results, put above our `Received:`.
     prepend: Vec<String>,
+    /// RFC 3461: MAIL FROM `ENVID=`/`RET=`, each accepted recipient's `NOTIFY=`/`ORCPT=`
+    /// (in `rcpts` order) and the pending recipient's.
+    envid: Option<String>,
+    ret: Option<Ret>,
+    rcpt_dsn: Vec<RcptDsn>,
+    pending_dsn: RcptDsn,
+    /// RFC 6531: MAIL FROM carried `SMTPUTF8`.
+    smtputf8: bool,
+    /// BDAT chunks received so far (`None` until the first BDAT).
+    chunks: Option<Chunks>,
 }
 
 /// Per-command counters for the `disconnect from …` line (Postfix 3.0+ shape).
@@ -235,6 +334,9 @@ pub struct Session {
     reverse_status: NameStatus,
     /// The server's port on this connection (policy requests).
     server_port: u16,
+    /// The message being queued came through BDAT: its octet count (the `250 … bytes queued
+    /// as` reply, and the `bdat` counter).
+    bdat_bytes: Option<u64>,
 }
 
 impl Session {
@@ -277,6 +379,7 @@ impl Session {
             name_status: NameStatus::NotFound,
             reverse_status: NameStatus::NotFound,
             server_port: 0,
+            bdat_bytes: None,
         }
     }
 
@@ -445,6 +548,29 @@ impl Session {
                         }
                     }
                 },
+                Mode::Bdat {
+                    remaining, skip, ..
+                } => {
+                    // Exactly the announced octets, binary, whatever the policy says.
+                    let take = usize::try_from(*remaining)
+                        .unwrap_or(usize::MAX)
+                        .min(input.len());
+                    *remaining -= take as u64;
+                    let done = *remaining == 0;
+                    if skip.is_none()
+                        && let Some(c) = self.tx.as_mut().and_then(|t| t.chunks.as_mut())
+                    {
+                        c.decoder
+                            .feed(input.get(..take).unwrap_or_default(), &mut c.body);
+                    }
+                    input.drain(..take);
+                    if !done {
+                        return Need::Input;
+                    }
+                    if let Some(need) = self.chunk_done(out) {
+                        return need;
+                    }
+                }
                 Mode::Command => {
                     // RFC 5321 §4.5.3.1.4 (512 octets) is the floor; Postfix reads up to
                     // line_length_limit (2048).
@@ -710,22 +836,38 @@ impl Session {
                     }
                     lines.push("ENHANCEDSTATUSCODES".into());
                     lines.push("8BITMIME".into());
+                    if self.s.dsn {
+                        lines.push("DSN".into());
+                    }
+                    if self.s.smtputf8 {
+                        lines.push("SMTPUTF8".into());
+                    }
+                    if self.s.chunking {
+                        lines.push("CHUNKING".into());
+                    }
                     Reply::multi(250, lines)
                 } else {
                     Reply::plain(250, self.s.myhostname.clone())
                 }
             }
             Command::Mail { from, params } => {
+                let dsn = mail_dsn(self.s.dsn, &params.other);
                 if let Some(r) = self.state_error("MAIL") {
                     r
                 } else if let Some(r) = self.must_starttls() {
                     r
-                } else if let Some((k, v)) = params.other.iter().find(|(k, _)| k != "AUTH") {
-                    let opt = match v {
-                        Some(v) => format!("{k}={v}"),
-                        None => k.clone(),
-                    };
-                    Reply::new(555, "5.5.4", format!("Unsupported option: {opt}"))
+                } else if params.smtputf8 && !self.s.smtputf8 {
+                    // smtpd_discard_ehlo_keywords = smtputf8.
+                    Reply::new(555, "5.5.4", "Unsupported option: SMTPUTF8")
+                } else if !params.smtputf8 && !address_is_ascii(&from) {
+                    // RFC 6531 §3.4 / Postfix smtpd.c mail_cmd.
+                    Reply::new(
+                        553,
+                        "5.6.7",
+                        "Must declare SMTPUTF8 to send unicode address",
+                    )
+                } else if let Err(r) = &dsn {
+                    r.clone()
                 } else if self.s.message_size_limit > 0
                     && params.size.is_some_and(|n| n > self.s.message_size_limit)
                 {
@@ -756,7 +898,17 @@ impl Session {
                         ),
                         size: params.size.unwrap_or(0),
                         prepend: Vec::new(),
+                        envid: None,
+                        ret: None,
+                        rcpt_dsn: Vec::new(),
+                        pending_dsn: RcptDsn::default(),
+                        smtputf8: params.smtputf8,
+                        chunks: None,
                     });
+                    if let (Ok((envid, ret)), Some(tx)) = (dsn, self.tx.as_mut()) {
+                        tx.envid = envid;
+                        tx.ret = ret;
+                    }
                     if let Some(addr) = lookup {
                         // The 250 is written once the owners are known (`owners_done`).
                         self.mode = Mode::AwaitOwners;
@@ -764,6 +916,19 @@ impl Session {
                     }
                     Reply::new(250, "2.1.0", "Ok")
                 }
+            }
+            Command::Rcpt { .. } if self.tx.as_ref().is_some_and(|t| t.chunks.is_some()) => {
+                Reply::new(503, "5.5.1", "Error: RCPT after BDAT")
+            }
+            Command::Rcpt { to, .. }
+                if self.tx.as_ref().is_some_and(|t| !t.smtputf8)
+                    && !address_is_ascii(&Address::Path(to.clone())) =>
+            {
+                Reply::new(
+                    553,
+                    "5.6.7",
+                    "Must declare SMTPUTF8 to send unicode address",
+                )
             }
             Command::Rcpt { to, params } => return self.rcpt(to, &params, out),
             Command::Data => {
@@ -836,6 +1001,8 @@ impl Session {
                     Reply::new(554, "5.5.1", "Error: TLS already active")
                 } else if !self.s.tls.offers_starttls() {
                     Reply::new(502, "5.5.1", "Error: command not implemented")
+                } else if let Some(r) = self.new_tls_limited() {
+                    r
                 } else {
                     self.stats.count("starttls", true);
                     Reply::new(220, "2.0.0", "Ready to start TLS").write_to(out);
@@ -843,9 +1010,12 @@ impl Session {
                     return Some(Need::StartTls);
                 }
             }
-            Command::Expn(_) | Command::Bdat { .. } => {
+            // smtpd_discard_ehlo_keywords = chunking: as Postfix, BDAT is then not known.
+            Command::Bdat { .. } if !self.s.chunking => {
                 Reply::new(502, "5.5.1", "Error: command not implemented")
             }
+            Command::Bdat { size, last } => return self.bdat(size, last),
+            Command::Expn(_) => Reply::new(502, "5.5.1", "Error: command not implemented"),
             // Postfix has no HELP command.
             Command::Help(_) => Reply::new(502, "5.5.2", "Error: command not recognized"),
         };
@@ -949,6 +1119,87 @@ impl Session {
             mechanism: mech.name,
             initial: initial.map(str::to_string),
         })
+    }
+
+    /// `smtpd_client_message_rate_limit` (MAIL) and `smtpd_client_recipient_rate_limit`
+    /// (RCPT): counts the command in the process-wide anvil and answers as Postfix's smtpd.c
+    /// when the client is over the limit (`smtpd_client_event_limit_exceptions` are exempt).
+    fn rate_limited(&self, verb: &str) -> Option<Reply> {
+        let l = &self.s.limits;
+        let limit = if verb == "MAIL" {
+            l.message_rate
+        } else {
+            l.recipient_rate
+        };
+        let ip = self.info.client.ip();
+        if limit == 0 || l.exempt(ip) {
+            return None;
+        }
+        let now = u64::try_from(self.now.timestamp()).unwrap_or(0);
+        let mut anvil = self
+            .s
+            .anvil
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let service = &self.info.service;
+        if verb == "MAIL" {
+            let rate = anvil.message(service, ip, now, l.unit);
+            if rate > limit {
+                tracing::warn!(
+                    "Message delivery request rate limit exceeded: {rate} from {} for service {service}",
+                    self.client
+                );
+                return Some(Reply::new(
+                    450,
+                    "4.7.1",
+                    format!("Error: too much mail from {ip}"),
+                ));
+            }
+        } else {
+            let rate = anvil.recipient(service, ip, now, l.unit);
+            if rate > limit {
+                tracing::warn!(
+                    "Recipient address rate limit exceeded: {rate} from {} for service {service}",
+                    self.client
+                );
+                return Some(Reply::new(
+                    452,
+                    "4.7.1",
+                    format!("Error: too many recipients from {ip}"),
+                ));
+            }
+        }
+        None
+    }
+
+    /// `smtpd_client_new_tls_session_rate_limit` at STARTTLS: the handshakes already counted
+    /// (by the driver, after each handshake) in this window reach the limit → `454 4.7.0` (Postfix smtpd.c).
+    fn new_tls_limited(&self) -> Option<Reply> {
+        let l = &self.s.limits;
+        let ip = self.info.client.ip();
+        if l.new_tls_rate == 0 || l.exempt(ip) {
+            return None;
+        }
+        let now = u64::try_from(self.now.timestamp()).unwrap_or(0);
+        let service = &self.info.service;
+        let rate = self
+            .s
+            .anvil
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .new_tls_rate(service, ip, now, l.unit);
+        if rate >= l.new_tls_rate {
+            tracing::warn!(
+                "New TLS session rate limit exceeded: {rate} from {} for service {service}",
+                self.client
+            );
+            return Some(Reply::new(
+                454,
+                "4.7.0",
+                format!("Error: too many new TLS sessions from {ip}"),
+            ));
+        }
+        None
     }
 
     /// `smtpd_client_auth_rate_limit`, counted across this listener's sessions.
@@ -1136,14 +1387,21 @@ impl Session {
             "MAIL" if self.s.helo_required && self.info.helo.is_none() => {
                 Some(Reply::new(503, "5.5.1", "Error: send HELO/EHLO first"))
             }
+            "MAIL" if self.tx.as_ref().is_some_and(|t| t.chunks.is_some()) => {
+                Some(Reply::new(503, "5.5.1", "Error: MAIL after BDAT"))
+            }
             "MAIL" if self.tx.is_some() => {
                 Some(Reply::new(503, "5.5.1", "Error: nested MAIL command"))
             }
             "RCPT" if self.tx.is_none() => {
                 Some(Reply::new(503, "5.5.1", "Error: need MAIL command"))
             }
+            "MAIL" | "RCPT" => self.rate_limited(verb),
             "DATA" => match &self.tx {
                 None => Some(Reply::new(503, "5.5.1", "Error: need RCPT command")),
+                Some(tx) if tx.chunks.is_some() => {
+                    Some(Reply::new(503, "5.5.1", "Error: DATA after BDAT"))
+                }
                 Some(tx) if tx.rcpts.is_empty() => {
                     Some(Reply::new(554, "5.5.1", "Error: no valid recipients"))
                 }
@@ -1159,27 +1417,25 @@ impl Session {
         params: &[(String, Option<String>)],
         out: &mut Vec<u8>,
     ) -> Option<Need> {
+        if self.tx.is_some()
+            && let Some(r) = self.rate_limited("RCPT")
+        {
+            self.count_and_reply("rcpt", out, r);
+            return None;
+        }
         let limit = self.s.recipient_limit;
+        let dsn = rcpt_dsn(self.s.dsn, params);
         let reply = match &mut self.tx {
             None => Some(Reply::new(503, "5.5.1", "Error: need MAIL command")),
             // smtpd_recipient_limit (RFC 5321 §4.5.3.1.8 asks for at least 100).
             Some(tx) if limit > 0 && tx.rcpts.len() >= limit => {
                 Some(Reply::new(452, "4.5.3", "Error: too many recipients"))
             }
-            Some(_) if !params.is_empty() => {
-                let opt = params
-                    .first()
-                    .map(|(k, v)| v.as_ref().map_or(k.clone(), |v| format!("{k}={v}")))
-                    .unwrap_or_default();
-                Some(Reply::new(
-                    555,
-                    "5.5.4",
-                    format!("Unsupported option: {opt}"),
-                ))
-            }
+            Some(_) if dsn.is_err() => dsn.err(),
             // RFC 5321 §4.5.1: `postmaster` without a domain is always accepted.
             Some(tx) if to.domain.is_none() && to.local.eq_ignore_ascii_case("postmaster") => {
                 tx.rcpts.push(to.local.clone());
+                tx.rcpt_dsn.push(dsn.unwrap_or_default());
                 Some(Reply::new(250, "2.1.5", "Ok"))
             }
             Some(tx) => {
@@ -1195,6 +1451,7 @@ impl Session {
                 };
                 let rcpt = to.to_string();
                 tx.pending = Some(rcpt.clone());
+                tx.pending_dsn = dsn.unwrap_or_default();
                 tx.pending_unqualified = unqualified;
                 self.facts.clear();
                 self.mode = Mode::AwaitLookup;
@@ -1237,6 +1494,11 @@ impl Session {
         match std::mem::replace(&mut self.mode, Mode::Command) {
             Mode::AwaitFact(Then::Rcpt) => self.decide_rcpt(out),
             Mode::AwaitFact(Then::Data) => self.decide_data(out),
+            Mode::AwaitFact(Then::Bdat { size, last }) => {
+                if let Some(need) = self.decide_bdat(size, last, out) {
+                    self.next_need = Some(need);
+                }
+            }
             Mode::AwaitFact(Then::EndOfData(msg)) => self.decide_end_of_data(msg, out),
             other => self.mode = other,
         }
@@ -1320,7 +1582,7 @@ impl Session {
         };
         match which {
             Then::Rcpt => self.s.policy.check_rcpt(&ctx, &self.facts),
-            Then::Data => self.s.policy.check_data(&ctx, &self.facts),
+            Then::Data | Then::Bdat { .. } => self.s.policy.check_data(&ctx, &self.facts),
             Then::EndOfData(_) => self.s.policy.check_end_of_data(&ctx, &self.facts),
         }
     }
@@ -1356,6 +1618,8 @@ impl Session {
             Ok(()) => {
                 if let Some(tx) = self.tx.as_mut() {
                     tx.rcpts.push(rcpt);
+                    let dsn = std::mem::take(&mut tx.pending_dsn);
+                    tx.rcpt_dsn.push(dsn);
                 }
                 self.count_and_reply("rcpt", out, Reply::new(250, "2.1.5", "Ok"));
             }
@@ -1442,7 +1706,8 @@ impl Session {
                     self.envelope_log(None)
                 );
                 self.tx = None;
-                self.count_and_reply("data", out, r);
+                let name = self.data_stat();
+                self.count_and_reply(name, out, r);
                 self.hang_up_after(s.code);
             }
         }
@@ -1472,7 +1737,8 @@ impl Session {
                     self.envelope_log(None)
                 );
                 self.tx = None;
-                self.count_and_reply("data", out, r);
+                let name = self.data_stat();
+                self.count_and_reply(name, out, r);
                 return None;
             }
             Ok(()) => {}
@@ -1490,9 +1756,17 @@ impl Session {
             data.extend_from_slice(h.as_bytes());
             data.extend_from_slice(b"\r\n");
         }
+        // RFC 6531 §3.7.3: `with UTF8SMTP[S][A]` for a transaction that declared SMTPUTF8.
+        let info = match (tx.smtputf8, self.info.protocol) {
+            (true, "ESMTP") => SessionInfo {
+                protocol: "UTF8SMTP",
+                ..self.info.clone()
+            },
+            _ => self.info.clone(),
+        };
         data.extend(
             received_header(
-                &self.info,
+                &info,
                 &self.s.myhostname,
                 &self.s.mail_name,
                 &tx.rcpts,
@@ -1518,6 +1792,10 @@ impl Session {
             recipients: tx.rcpts.clone(),
             data,
             body_8bit: tx.body == Some(Body::EightBitMime) || eight_bit,
+            envid: tx.envid.clone(),
+            ret: tx.ret,
+            rcpt_dsn: tx.rcpt_dsn.clone(),
+            smtputf8: tx.smtputf8,
         };
         if !self.s.policy.end_of_data.is_empty() {
             self.facts.clear();
@@ -1543,7 +1821,10 @@ impl Session {
                     ),
                     _ => tracing::info!("{id}: client={}", self.client),
                 }
-                Reply::new(250, "2.0.0", format!("Ok: queued as {id}"))
+                match self.bdat_bytes {
+                    Some(n) => Reply::new(250, "2.0.0", format!("Ok: {n} bytes queued as {id}")),
+                    None => Reply::new(250, "2.0.0", format!("Ok: queued as {id}")),
+                }
             }
             Err(status) => {
                 let r = Reply::from_status(&status);
@@ -1557,7 +1838,186 @@ impl Session {
         };
         self.tx = None;
         self.junk = 0;
-        self.count_and_reply("data", out, reply);
+        let name = self.data_stat();
+        self.count_and_reply(name, out, reply);
+    }
+
+    /// The counter for the end of a message: `bdat` when it came in chunks (and forget that).
+    fn data_stat(&mut self) -> &'static str {
+        match self.bdat_bytes.take() {
+            Some(_) => "bdat",
+            None => "data",
+        }
+    }
+
+    /// `BDAT size [LAST]` (RFC 3030; Postfix 3.4+ smtpd.c bdat_cmd): the chunk is always read
+    /// in full, then answered; an error makes every later chunk up to `LAST` fail the same way.
+    fn bdat(&mut self, size: u64, last: bool) -> Option<Need> {
+        let limit = self.s.message_size_limit;
+        let skip = if let Some(r) = self.must_starttls() {
+            Some(r)
+        } else {
+            match &self.tx {
+                None => Some(Reply::new(503, "5.5.1", "Error: need RCPT command")),
+                Some(tx) if tx.rcpts.is_empty() => {
+                    Some(Reply::new(554, "5.5.1", "Error: no valid recipients"))
+                }
+                Some(tx) => match &tx.chunks {
+                    Some(Chunks { error: Some(r), .. }) => Some(r.clone()),
+                    c => {
+                        let had = c.as_ref().map_or(0, |c| c.bytes);
+                        (limit > 0 && had.saturating_add(size) > limit)
+                            .then(|| Reply::new(552, "5.3.4", "Message size exceeds fixed limit"))
+                    }
+                },
+            }
+        };
+        if skip.is_none()
+            && let Some(tx) = self.tx.as_mut()
+            && tx.chunks.is_none()
+        {
+            tx.chunks = Some(Chunks {
+                decoder: DataDecoder::chunks(limit, self.bare),
+                body: Vec::new(),
+                bytes: 0,
+                checked: false,
+                error: None,
+            });
+        }
+        self.mode = Mode::Bdat {
+            remaining: size,
+            size,
+            last,
+            skip,
+        };
+        None
+    }
+
+    /// A BDAT chunk was read completely.
+    fn chunk_done(&mut self, out: &mut Vec<u8>) -> Option<Need> {
+        let Mode::Bdat {
+            size, last, skip, ..
+        } = std::mem::replace(&mut self.mode, Mode::Command)
+        else {
+            return None;
+        };
+        if let Some(r) = skip {
+            self.bdat_failed(r, last, out);
+            return None;
+        }
+        let checked = self
+            .tx
+            .as_ref()
+            .and_then(|t| t.chunks.as_ref())
+            .is_none_or(|c| c.checked);
+        if !checked && !self.s.policy.data.is_empty() {
+            self.facts.clear();
+            return self.decide_bdat(size, last, out);
+        }
+        self.chunk_accepted(size, last, out)
+    }
+
+    /// A chunk is refused: the transaction keeps the error until `LAST`, which ends it.
+    fn bdat_failed(&mut self, r: Reply, last: bool, out: &mut Vec<u8>) {
+        if r.code == 552 {
+            tracing::info!(
+                "NOQUEUE: reject: BDAT from {}: {r}; {}",
+                self.client,
+                self.envelope_log(None)
+            );
+        }
+        if let Some(tx) = self.tx.as_mut() {
+            if last {
+                self.tx = None;
+            } else {
+                tx.chunks = Some(Chunks {
+                    decoder: DataDecoder::chunks(0, BareNewline::Normalize),
+                    body: Vec::new(),
+                    bytes: 0,
+                    checked: true,
+                    error: Some(r.clone()),
+                });
+            }
+        }
+        self.count_and_reply("bdat", out, r);
+    }
+
+    /// `smtpd_data_restrictions` for a BDAT transaction (after its first chunk).
+    fn decide_bdat(&mut self, size: u64, last: bool, out: &mut Vec<u8>) -> Option<Need> {
+        match self.verdict(&Then::Data) {
+            Verdict::Need(f) => {
+                self.mode = Mode::AwaitFact(Then::Bdat { size, last });
+                self.next_need = Some(Need::Fact(f));
+                None
+            }
+            Verdict::Accept { prepend } => {
+                if let Some(tx) = self.tx.as_mut() {
+                    tx.prepend.extend(prepend);
+                }
+                self.chunk_accepted(size, last, out)
+            }
+            Verdict::Reject(s) => {
+                let r = Reply::from_status(&s);
+                tracing::info!(
+                    "NOQUEUE: reject: DATA from {}: {r}; {}",
+                    self.client,
+                    self.envelope_log(None)
+                );
+                self.bdat_failed(r, last, out);
+                self.hang_up_after(s.code);
+                None
+            }
+        }
+    }
+
+    /// The chunk is part of the message: `250 … Ok: n bytes`, or after `LAST` the message.
+    fn chunk_accepted(&mut self, size: u64, last: bool, out: &mut Vec<u8>) -> Option<Need> {
+        let chunks = self.tx.as_mut().and_then(|t| t.chunks.as_mut());
+        let Some(c) = chunks else {
+            self.count_and_reply(
+                "bdat",
+                out,
+                Reply::new(503, "5.5.1", "Error: need RCPT command"),
+            );
+            return None;
+        };
+        c.bytes = c.bytes.saturating_add(size);
+        c.checked = true;
+        if !last {
+            self.count_and_reply(
+                "bdat",
+                out,
+                Reply::new(250, "2.0.0", format!("Ok: {size} bytes")),
+            );
+            return None;
+        }
+        let mut c = self.tx.as_mut().and_then(|t| t.chunks.take())?;
+        let verdict = c.decoder.end_chunks(&mut c.body);
+        let eight_bit = c.decoder.eight_bit();
+        // `DATA after BDAT` and friends still apply while the message is being queued.
+        if let Some(tx) = self.tx.as_mut() {
+            tx.chunks = Some(Chunks {
+                error: None,
+                body: Vec::new(),
+                ..c
+            });
+        }
+        self.bdat_bytes = Some(c.bytes);
+        self.end_of_data(
+            verdict,
+            std::mem::take(&mut c.body),
+            eight_bit,
+            out,
+            self.now,
+        )
+    }
+}
+
+/// RFC 6531: an address with nothing but ASCII needs no `SMTPUTF8`.
+fn address_is_ascii(a: &Address) -> bool {
+    match a {
+        Address::Null => true,
+        Address::Path(p) => p.local.is_ascii() && p.domain.as_deref().is_none_or(str::is_ascii),
     }
 }
 
@@ -1668,7 +2128,6 @@ pub fn received_header(
     h
 }
 
-
 /// An ETRN argument Postfix accepts: a host name (letters, digits, `-`, dots) or an address
 /// literal in brackets.
 fn valid_etrn_site(site: &str) -> bool {
@@ -1757,6 +2216,43 @@ mod tests {
         );
     }
 
+    /// RFC 3461: ENVID/RET and each recipient's NOTIFY/ORCPT reach the queued message, in
+    /// recipient order, rejected recipients leaving no entry behind.
+    #[test]
+    fn dsn_parameters_reach_the_message() {
+        let backend = FakeBackend::default();
+        let mut run = testkit::PureRun::with_backend(&testkit::Dialog::default(), backend.clone());
+        let out = run.send(b"EHLO c.example\r\nMAIL FROM:<a@b.example> ENVID=QQ+2B1 RET=HDRS\r\nRCPT TO:<user@virt.tld> NOTIFY=SUCCESS ORCPT=rfc822;U+2Bx@virt.tld\r\nRCPT TO:<nobody@virt.tld> NOTIFY=NEVER\r\nRCPT TO:<bob@virt.tld>\r\nRCPT TO:<alice@virt.tld> NOTIFY=NEVER\r\nDATA\r\nSubject: x\r\n\r\nbody\r\n.\r\n");
+        assert!(out.contains("250-DSN\r\n"), "{out}");
+        assert!(
+            out.ends_with("250 2.0.0 Ok: queued as 0000000001\r\n"),
+            "{out}"
+        );
+        let msgs = backend.messages();
+        let m = msgs.first().expect("one message");
+        assert_eq!(
+            m.recipients,
+            ["user@virt.tld", "bob@virt.tld", "alice@virt.tld"]
+        );
+        assert_eq!(m.envid.as_deref(), Some("QQ+1"));
+        assert_eq!(m.ret, Some(Ret::Hdrs));
+        let notify = |s: &str| Notify::parse(s).unwrap_or_default();
+        assert_eq!(
+            m.rcpt_dsn,
+            [
+                RcptDsn {
+                    notify: notify("SUCCESS"),
+                    orcpt: Some("rfc822;U+x@virt.tld".into()),
+                },
+                RcptDsn::default(),
+                RcptDsn {
+                    notify: notify("NEVER"),
+                    orcpt: None,
+                },
+            ]
+        );
+    }
+
     /// The queued message: Received header, then the dot-unstuffed body; 8-bit detected.
     #[test]
     fn queued_message_content() {
@@ -1841,6 +2337,66 @@ mod tests {
         );
         assert_eq!(run.send(&vec![b'A'; 5000]), "");
         assert_eq!(run.send(b"AAAA\r\nNOOP\r\n"), "250 2.0.0 Ok\r\n");
+    }
+
+    /// BDAT: the queued message is the chunks' octets after our `Received:`, byte for byte
+    /// (dot lines untouched, a CRLF split across chunks kept, a final CRLF added when missing);
+    /// the transaction's SMTPUTF8 reaches the message; statistics count `bdat`.
+    #[test]
+    fn bdat_message_content() {
+        let backend = FakeBackend::default();
+        let mut run = testkit::PureRun::with_backend(&testkit::Dialog::default(), backend.clone());
+        let out = run.send(
+            b"EHLO c.example\r\nMAIL FROM:<j\xc3\xb6rg@b.example> SMTPUTF8\r\nRCPT TO:<user@virt.tld>\r\n\
+              BDAT 13\r\nSubject: x\r\n\rBDAT 9\r\n\n..dot\r\n\rBDAT 6 LAST\r\n\n\xc3\xa9\0 z",
+        );
+        assert!(
+            out.ends_with("250 2.0.0 Ok: 28 bytes queued as 0000000001\r\n"),
+            "{out}"
+        );
+        let msgs = backend.messages();
+        let m = msgs.first().expect("one message");
+        assert_eq!(m.sender, "j\u{f6}rg@b.example");
+        assert!(m.smtputf8 && m.body_8bit);
+        let text = String::from_utf8_lossy(&m.data);
+        assert!(text.contains(" with UTF8SMTP\r\n"), "{text:?}");
+        assert!(
+            text.ends_with("\r\nSubject: x\r\n\r\n..dot\r\n\r\n\u{e9}\0 z\r\n"),
+            "{text:?}"
+        );
+        run.send(b"QUIT\r\n");
+        assert_eq!(
+            run.session.summary(),
+            " ehlo=1 mail=1 rcpt=1 bdat=3 quit=1 commands=7"
+        );
+        // Without SMTPUTF8 the flag stays off.
+        let backend = FakeBackend::default();
+        let mut run = testkit::PureRun::with_backend(&testkit::Dialog::default(), backend.clone());
+        run.send(b"EHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<user@virt.tld>\r\nBDAT 3 LAST\r\na\r\n");
+        let msgs = backend.messages();
+        let m = msgs.first().expect("one message");
+        assert!(!m.smtputf8);
+        assert!(String::from_utf8_lossy(&m.data).contains(" with ESMTP\r\n"));
+    }
+
+    /// A huge refused chunk (100 MB, more than `message_size_limit`) is read through in
+    /// pieces without a reply until its last octet; then the next command is answered.
+    #[test]
+    fn refused_huge_chunk_is_read_through() {
+        let mut run = testkit::PureRun::new(&testkit::Dialog::default());
+        assert_eq!(
+            run.send(b"EHLO c\r\nBDAT 100000000\r\n").lines().count(),
+            11
+        );
+        for _ in 0..99 {
+            assert_eq!(run.send(&[b'x'; 1_000_000]), "");
+        }
+        let mut last = vec![b'x'; 1_000_000];
+        last.extend_from_slice(b"NOOP\r\n");
+        assert_eq!(
+            run.send(&last),
+            "503 5.5.1 Error: need RCPT command\r\n250 2.0.0 Ok\r\n"
+        );
     }
 
     #[test]

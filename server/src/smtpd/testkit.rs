@@ -85,7 +85,11 @@ impl Dialog {
             Err(e) => panic!("dialog main.cf: {e}"),
         };
         match Settings::from_config(&cfg) {
-            Ok(s) => s,
+            // Each pure run gets its own anvil (the process-wide one is for the TCP runs).
+            Ok(s) => Settings {
+                anvil: Default::default(),
+                ..s
+            },
             Err(e) => panic!("dialog settings: {e}"),
         }
     }

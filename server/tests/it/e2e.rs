@@ -158,7 +158,10 @@ fn mailbox_created_in_panel_receives_mail_through_dovecot() {
             } else {
                 "535 5.7.8 Error: authentication failed"
             };
-            assert!(text.contains(want), "AUTH {mech} on {port} with {pass:?}:\n{text}");
+            assert!(
+                text.contains(want),
+                "AUTH {mech} on {port} with {pass:?}:\n{text}"
+            );
         }
     }
 

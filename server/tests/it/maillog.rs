@@ -172,14 +172,22 @@ fn the_daemon_logs_to_syslog() {
         "--to",
         "bob@syslog.test",
     ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     wait_until(
         "the delivery in rsyslog's mail log",
         Duration::from_secs(20),
         || syslog.mail_log().contains("status=sent"),
     );
     let out = postern(&["stop", "-c", &etc], "");
-    assert!(out.status.success(), "stop: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "stop: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let text = syslog.mail_log();
     let tag = format!(" postfix/smtpd[{pid}]: connect from localhost[127.0.0.1]");
@@ -194,6 +202,14 @@ fn the_daemon_logs_to_syslog() {
     );
     // syslog(3) lines carry no host name of their own: rsyslog adds the machine's, once.
     assert!(!text.contains("mx.postern.test postfix/"), "{text}");
-    assert_eq!(pflogsumm_count(&pflogsumm, &syslog.mail_log, "received"), 1, "{text}");
-    assert_eq!(pflogsumm_count(&pflogsumm, &syslog.mail_log, "delivered"), 1, "{text}");
+    assert_eq!(
+        pflogsumm_count(&pflogsumm, &syslog.mail_log, "received"),
+        1,
+        "{text}"
+    );
+    assert_eq!(
+        pflogsumm_count(&pflogsumm, &syslog.mail_log, "delivered"),
+        1,
+        "{text}"
+    );
 }

@@ -5,10 +5,12 @@
 
 mod peers;
 
+mod cleanup_content;
 mod compose_native;
 mod delivery_pipe;
 mod deploy;
 mod dovecot_peer;
+mod dsn;
 mod e2e;
 mod maillog;
 mod maps_backends;
@@ -19,7 +21,9 @@ mod sasl_backends;
 mod signals;
 mod smtp_out;
 mod smtpd_auth;
+mod smtpd_chunking;
 mod smtpd_etrn;
+mod smtpd_limits;
 mod smtpd_restrictions;
 mod smtpd_tls;
 mod up;

@@ -113,9 +113,11 @@ fn metrics_count_a_delivery_for_mynetworks_only() {
     }
     // The SQLite tables the delivery consulted were timed, per table.
     assert!(
-        body.lines().any(|l| l.starts_with("postern_lookup_latency_seconds_count{table=\"")
-            && l.contains("virtual_mailbox_maps")
-            && !l.ends_with(" 0")),
+        body.lines().any(
+            |l| l.starts_with("postern_lookup_latency_seconds_count{table=\"")
+                && l.contains("virtual_mailbox_maps")
+                && !l.ends_with(" 0")
+        ),
         "no lookup latency for virtual_mailbox_maps in:\n{body}"
     );
     assert!(!body.contains("postern_lookup_failures_total{"), "{body}");
@@ -138,7 +140,6 @@ fn metrics_count_a_delivery_for_mynetworks_only() {
     );
     assert_eq!(code, 403, "{body}");
 }
-
 
 fn text(out: &std::process::Output) -> String {
     format!(

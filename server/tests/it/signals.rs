@@ -50,8 +50,17 @@ fn sighup_under_200_sessions_fails_none() {
         let addr = addr.clone();
         std::thread::spawn(move || {
             smtp_source(&[
-                "-s", "200", "-m", "2000", "-l", "2048", "-f", "load@example.org", "-t",
-                "ann@load.test", &addr,
+                "-s",
+                "200",
+                "-m",
+                "2000",
+                "-l",
+                "2048",
+                "-f",
+                "load@example.org",
+                "-t",
+                "ann@load.test",
+                &addr,
             ])
         })
     };
@@ -68,7 +77,11 @@ fn sighup_under_200_sessions_fails_none() {
     }
     let out = source.join().expect("smtp-source thread");
     let text = output_text(&out);
-    assert!(out.status.success(), "smtp-source: {text}\n{}", server.log());
+    assert!(
+        out.status.success(),
+        "smtp-source: {text}\n{}",
+        server.log()
+    );
     for bad in ["error", "fatal", "warning"] {
         assert!(!text.contains(bad), "smtp-source reported {bad}: {text}");
     }
@@ -165,12 +178,18 @@ fn sigterm_under_load_keeps_every_acked_message() {
             std::thread::spawn(move || client(addr, c, stop, acked))
         })
         .collect();
-    wait_until("some acknowledged messages", Duration::from_secs(30), || {
-        acked.lock().expect("acked").len() >= 200
-    });
+    wait_until(
+        "some acknowledged messages",
+        Duration::from_secs(30),
+        || acked.lock().expect("acked").len() >= 200,
+    );
     server.signal("TERM");
     let status = server.wait_exit(Duration::from_secs(30));
-    assert!(status.is_some(), "the master did not exit after SIGTERM:\n{}", server.log());
+    assert!(
+        status.is_some(),
+        "the master did not exit after SIGTERM:\n{}",
+        server.log()
+    );
     stop.store(true, Ordering::Relaxed);
     for c in clients {
         c.join().expect("client thread");

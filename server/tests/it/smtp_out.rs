@@ -9,7 +9,10 @@
 //! null MX bounce, "loops back to myself", 5xx at RCPT bounced to the sender (the DSN arrives at
 //! the sender's own sink), 4xx at RCPT deferred and delivered by `postqueue -f` once the
 //! receiver accepts, STARTTLS with `may` (TLS receiver) and its
-//! plaintext fallback (smtp-sink offers no STARTTLS), `encrypt` deferring, and `relayhost`.
+//! plaintext fallback (smtp-sink offers no STARTTLS), `encrypt` deferring, `relayhost`,
+//! `sender_dependent_relayhost_maps`, `smtp_generic_maps` (envelope and header) and the 8-bit
+//! to quoted-printable conversion for a receiver without 8BITMIME (smtp-sink `-8`), and BDAT
+//! to a second Postern whose smtpd offers CHUNKING.
 
 use std::collections::HashMap;
 use std::net::UdpSocket;
@@ -675,4 +678,148 @@ fn starttls_encrypt_and_relayhost() {
     assert_eq!(got[0].auth.as_deref(), Some("relayuser"), "{got:?}");
     assert!(got[0].data.contains("Subject: via relayhost"), "{got:?}");
     drop(server);
+}
+
+/// smtp_generic_maps rewrites the envelope and the From/To headers on the way out;
+/// `sender_dependent_relayhost_maps` sends one sender's mail to its own relay host and everyone
+/// else's to `relayhost`; that relay host (smtp-sink `-8`) lacks 8BITMIME, so the 8-bit body
+/// arrives as quoted-printable.
+#[test]
+fn generic_maps_sender_relayhost_and_8bit_downgrade() {
+    let inst = Instance::new();
+    let port = free_port();
+    let dir = inst.tmp.path().to_path_buf();
+    let default_relay = Sink::start(&dir, "127.0.0.21", port, &[]);
+    let special_relay = Sink::start(&dir, "127.0.0.22", port, &["-8"]);
+    add_smtp_services(&inst, "");
+    inst.postconf_e(&[
+        &format!("relayhost=[127.0.0.21]:{port}"),
+        &format!("sender_dependent_relayhost_maps=inline:{{ @special.test=[127.0.0.22]:{port} }}"),
+        "smtp_generic_maps=inline:{ @special.test=@public.example, internal@far.example=external@far.example }",
+        "smtp_tls_security_level=may",
+        "minimal_backoff_time=1h",
+        "maximal_backoff_time=2h",
+    ]);
+    let server = inst.serve();
+
+    // An ordinary sender: relayhost, nothing rewritten.
+    send(
+        &inst,
+        "alice@plain.test",
+        "someone@far.example",
+        "plain sender",
+    );
+    let line = wait_for_log(&server, "someone@far.example", "status=sent");
+    assert!(
+        line.contains(&format!("relay=127.0.0.21[127.0.0.21]:{port},")),
+        "{line}"
+    );
+    wait_until("the plain message", Duration::from_secs(10), || {
+        default_relay
+            .messages()
+            .iter()
+            .any(|m| m.contains("Subject: plain sender"))
+    });
+    let got = default_relay.messages().join("\n");
+    assert!(got.contains("X-Mail-Args: <alice@plain.test>"), "{got}");
+    assert!(special_relay.messages().is_empty());
+
+    // The special sender: its own relay host, generic rewriting, 8-bit → quoted-printable.
+    let data = dir.join("8bit.eml");
+    std::fs::write(
+        &data,
+        "From: Bob <bob@special.test>\r\nTo: internal@far.example\r\nSubject: eight bit\r\n\
+         MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\
+         Content-Transfer-Encoding: 8bit\r\n\r\ncaf\u{e9} cr\u{e8}me from bob@special.test\r\n"
+            .as_bytes(),
+    )
+    .expect("write message");
+    let out = swaks(&[
+        "--server",
+        &inst.smtp_addr(),
+        "--from",
+        "bob@special.test",
+        "--to",
+        "internal@far.example",
+        "--helo",
+        "client.test",
+        "--data",
+        &data.display().to_string(),
+    ]);
+    assert!(out.status.success(), "swaks: {}", output_text(&out));
+    let line = wait_for_log(&server, "internal@far.example", "status=sent");
+    assert!(
+        line.contains(&format!("relay=127.0.0.22[127.0.0.22]:{port},")),
+        "{line}"
+    );
+    wait_until("the 8-bit message", Duration::from_secs(10), || {
+        special_relay
+            .messages()
+            .iter()
+            .any(|m| m.contains("Subject: eight bit"))
+    });
+    let got = special_relay.messages().join("\n");
+    assert!(got.contains("X-Mail-Args: <bob@public.example>"), "{got}");
+    assert!(!got.contains("BODY=8BITMIME"), "{got}");
+    assert!(got.contains("X-Rcpt-Args: <external@far.example>"), "{got}");
+    assert!(got.contains("From: Bob <bob@public.example>\n"), "{got}");
+    assert!(got.contains("To: external@far.example\n"), "{got}");
+    assert!(
+        got.contains("Content-Transfer-Encoding: quoted-printable\n"),
+        "{got}"
+    );
+    // The body is converted, not rewritten.
+    assert!(
+        got.contains("caf=C3=A9 cr=C3=A8me from bob@special.test"),
+        "{got}"
+    );
+    assert!(got.is_ascii(), "{got}");
+    drop(server);
+}
+
+/// CHUNKING as a client: Postern relays to a second Postern (whose smtpd offers CHUNKING) and,
+/// at or above `postern_smtp_chunking_threshold`, sends BDAT — the receiver's BDAT reply names
+/// the octet count (`250 2.0.0 Ok: N bytes queued as …`), DATA's does not.
+#[test]
+fn bdat_to_a_chunking_receiver() {
+    let receiver = Instance::new();
+    receiver.postconf_e(&[
+        "relay_domains=far.example",
+        "transport_maps=inline:{ far.example=discard: }",
+    ]);
+    let receiving = receiver.serve();
+    let inst = Instance::new();
+    add_smtp_services(&inst, "");
+    inst.postconf_e(&[
+        &format!("relayhost=[127.0.0.1]:{}", receiver.smtp),
+        "postern_smtp_chunking_threshold=2000",
+        "smtp_tls_security_level=none",
+        "minimal_backoff_time=1h",
+        "maximal_backoff_time=2h",
+    ]);
+    let server = inst.serve();
+    // ~3 kB: BDAT.
+    let big = "x".repeat(3000);
+    let out = swaks(&[
+        "--server",
+        &inst.smtp_addr(),
+        "--from",
+        "alice@sender.test",
+        "--to",
+        "big@far.example",
+        "--helo",
+        "client.test",
+        "--body",
+        &big,
+    ]);
+    assert!(out.status.success(), "swaks: {}", output_text(&out));
+    let line = wait_for_log(&server, "big@far.example", "status=sent");
+    assert!(line.contains("bytes queued as"), "{line}");
+    // A small message: DATA.
+    send(&inst, "alice@sender.test", "small@far.example", "small");
+    let line = wait_for_log(&server, "small@far.example", "status=sent");
+    assert!(!line.contains("bytes queued as"), "{line}");
+    assert!(line.contains("queued as"), "{line}");
+    drop(server);
+    drop(receiving);
 }

@@ -23,16 +23,11 @@ fn dialog(addr: &str, lines: &[&str]) -> Vec<String> {
         .expect("timeout");
     let mut w = stream.try_clone().expect("clone");
     let mut r = BufReader::new(stream);
-    let mut reply = |r: &mut BufReader<TcpStream>| {
-        let mut last = String::new();
-        loop {
-            let mut line = String::new();
-            r.read_line(&mut line).expect("reply");
-            let done = line.as_bytes().get(3) != Some(&b'-');
-            last = line.trim_end().to_string();
-            if done || line.is_empty() {
-                return last;
-            }
+    let reply = |r: &mut BufReader<TcpStream>| loop {
+        let mut line = String::new();
+        r.read_line(&mut line).expect("reply");
+        if line.is_empty() || line.as_bytes().get(3) != Some(&b'-') {
+            return line.trim_end().to_string();
         }
     };
     reply(&mut r);

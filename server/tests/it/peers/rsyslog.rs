@@ -54,9 +54,7 @@ impl Rsyslog {
         let log = root.join("rsyslogd.out");
         let mut daemon = Daemon::spawn(cmd, root, &log, "rsyslogd").expect("start rsyslogd");
         wait_until("rsyslogd's socket", Duration::from_secs(10), || {
-            daemon
-                .check_alive(&log)
-                .unwrap_or_else(|e| panic!("{e}"));
+            daemon.check_alive(&log).unwrap_or_else(|e| panic!("{e}"));
             socket.exists()
         });
         Rsyslog {
