@@ -12,17 +12,6 @@ use std::time::Duration;
 use crate::peers::postern::{Instance, POSTERN, wait_until};
 use crate::peers::tools::{output_text, swaks};
 
-fn maildir_files(inst: &Instance, mailbox: &str) -> Vec<String> {
-    let dir = inst.layout.mail.join(mailbox).join("new");
-    std::fs::read_dir(&dir)
-        .map(|rd| {
-            rd.flatten()
-                .filter_map(|e| std::fs::read_to_string(e.path()).ok())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 /// `postern sendmail -c ETC ARGS…` with `stdin`.
 fn sendmail(inst: &Instance, args: &[&str], stdin: &str) -> Output {
     use std::io::Write;
@@ -112,7 +101,7 @@ fn body_and_mime_checks_and_relocated_users() {
     let out = swaks(&[&base[..], &["--body", "just hello"]].concat());
     assert!(out.status.success(), "{}", output_text(&out));
     wait_until("delivery to john", Duration::from_secs(20), || {
-        maildir_files(&inst, "example.com/john").len() == 1
+        inst.maildir("example.com/john").len() == 1
     });
 
     // relocated_maps at RCPT.
@@ -140,9 +129,10 @@ fn body_and_mime_checks_and_relocated_users() {
     );
     assert!(out.status.success(), "{}", output_text(&out));
     wait_until("the bounce to john", Duration::from_secs(30), || {
-        maildir_files(&inst, "example.com/john").len() == 2
+        inst.maildir("example.com/john").len() == 2
     });
-    let bounce = maildir_files(&inst, "example.com/john")
+    let bounce = inst
+        .maildir("example.com/john")
         .into_iter()
         .find(|m| m.contains("User has moved to"))
         .unwrap_or_else(|| panic!("no bounce\n{}", server.log()));
@@ -161,11 +151,11 @@ fn body_and_mime_checks_and_relocated_users() {
     );
     assert!(out.status.success(), "{}", output_text(&out));
     wait_until("the filter bounce to john", Duration::from_secs(30), || {
-        maildir_files(&inst, "example.com/john")
+        inst.maildir("example.com/john")
             .iter()
             .any(|m| m.contains("taken by the content filter"))
     });
-    let delivered = maildir_files(&inst, "example.com/john");
+    let delivered = inst.maildir("example.com/john");
     assert!(
         !delivered
             .iter()
@@ -192,9 +182,9 @@ fn sendmail_headers_are_rewritten_for_local_submission() {
     );
     assert!(out.status.success(), "{}", output_text(&out));
     wait_until("delivery to john", Duration::from_secs(20), || {
-        !maildir_files(&inst, "example.com/john").is_empty()
+        !inst.maildir("example.com/john").is_empty()
     });
-    let msgs = maildir_files(&inst, "example.com/john");
+    let msgs = inst.maildir("example.com/john");
     let m = msgs
         .first()
         .unwrap_or_else(|| panic!("{}", server.log()))

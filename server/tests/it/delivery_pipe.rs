@@ -8,16 +8,6 @@ use std::time::Duration;
 use crate::peers::postern::{Instance, wait_until};
 use crate::peers::tools::{output_text, swaks};
 
-fn maildir(inst: &Instance, mailbox: &str) -> Vec<String> {
-    std::fs::read_dir(inst.layout.mail.join(mailbox).join("new"))
-        .map(|rd| {
-            rd.flatten()
-                .filter_map(|e| std::fs::read_to_string(e.path()).ok())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 #[test]
 fn transport_maps_route_to_a_pipe_command() {
     let inst = Instance::new();
@@ -129,13 +119,13 @@ fn transport_maps_route_to_a_pipe_command() {
     wait_until(
         "the bounce in the sender's mailbox",
         Duration::from_secs(20),
-        || !maildir(&inst, "pipe.test/sender").is_empty(),
+        || !inst.maildir("pipe.test/sender").is_empty(),
     );
-    let dsn = maildir(&inst, "pipe.test/sender").join("\n");
+    let dsn = inst.maildir("pipe.test/sender").join("\n");
     assert!(dsn.contains("nolist@pipe.test"), "{dsn}");
     assert!(dsn.contains("no such list"), "{dsn}");
     assert!(dsn.contains("5.3.0"), "{dsn}");
     // The deferred one is still queued, not bounced or lost.
-    assert!(maildir(&inst, "pipe.test/later").is_empty());
+    assert!(inst.maildir("pipe.test/later").is_empty());
     assert!(!dsn.contains("later@pipe.test"), "{dsn}");
 }

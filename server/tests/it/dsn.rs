@@ -11,17 +11,6 @@ use std::time::Duration;
 
 use crate::peers::postern::{Instance, wait_until};
 
-fn maildir_files(inst: &Instance, mailbox: &str) -> Vec<String> {
-    let dir = inst.layout.mail.join(mailbox).join("new");
-    std::fs::read_dir(&dir)
-        .map(|rd| {
-            rd.flatten()
-                .filter_map(|e| std::fs::read_to_string(e.path()).ok())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 /// Reads one (possibly multi-line) reply into `log`; returns its last line.
 fn reply(r: &mut BufReader<TcpStream>, log: &mut String) -> String {
     loop {
@@ -108,9 +97,10 @@ fn notify_envid_orcpt_and_ret_reach_the_notices() {
         "{log}"
     );
     wait_until("the bounce to john", Duration::from_secs(30), || {
-        maildir_files(&inst, "example.com/john").len() == 1
+        inst.maildir("example.com/john").len() == 1
     });
-    let bounce = maildir_files(&inst, "example.com/john")
+    let bounce = inst
+        .maildir("example.com/john")
         .pop()
         .unwrap_or_default()
         .replace("\r\n", "\n");
@@ -172,10 +162,11 @@ fn notify_envid_orcpt_and_ret_reach_the_notices() {
     wait_until(
         "the message and its success notice",
         Duration::from_secs(30),
-        || maildir_files(&inst, "example.com/john").len() >= 3,
+        || inst.maildir("example.com/john").len() >= 3,
     );
     std::thread::sleep(Duration::from_secs(1));
-    let msgs: Vec<String> = maildir_files(&inst, "example.com/john")
+    let msgs: Vec<String> = inst
+        .maildir("example.com/john")
         .into_iter()
         .map(|m| m.replace("\r\n", "\n"))
         .collect();

@@ -59,17 +59,6 @@ fn drop_ins(inst: &Instance) -> PathBuf {
     bin
 }
 
-fn maildir_files(inst: &Instance, mailbox: &str) -> Vec<String> {
-    let dir = inst.layout.mail.join(mailbox).join("new");
-    std::fs::read_dir(&dir)
-        .map(|rd| {
-            rd.flatten()
-                .filter_map(|e| std::fs::read_to_string(e.path()).ok())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 fn fixture(inst: &Instance) {
     inst.admin(&["domain", "add", "example.com"], "");
     inst.admin(
@@ -131,9 +120,9 @@ fn sendmail_t_from_a_pipe_is_delivered_to_the_maildir() {
     wait_until(
         "delivery to john's Maildir",
         Duration::from_secs(20),
-        || !maildir_files(&inst, "example.com/john").is_empty(),
+        || !inst.maildir("example.com/john").is_empty(),
     );
-    let msgs = maildir_files(&inst, "example.com/john");
+    let msgs = inst.maildir("example.com/john");
     assert_eq!(msgs.len(), 1, "{msgs:?}\n{}", server.log());
     let m = &msgs[0];
     assert!(m.contains("Subject: piped"), "{m}");
@@ -190,9 +179,9 @@ fn sendmail_t_from_a_pipe_is_delivered_to_the_maildir() {
     wait_until(
         "the unprivileged submission",
         Duration::from_secs(20),
-        || maildir_files(&inst, "example.com/john").len() == 2,
+        || inst.maildir("example.com/john").len() == 2,
     );
-    let msgs = maildir_files(&inst, "example.com/john");
+    let msgs = inst.maildir("example.com/john");
     let m = msgs
         .iter()
         .find(|m| m.contains("Subject: from nobody"))
@@ -333,7 +322,7 @@ fn deferred_mail_is_listed_held_released_flushed_and_deleted() {
     assert!(err.contains("Released from hold: 1 message"), "{err}");
     std::thread::sleep(Duration::from_millis(1500));
     assert!(
-        maildir_files(&inst, "example.com/john").is_empty(),
+        inst.maildir("example.com/john").is_empty(),
         "released mail waits for its schedule"
     );
     let out = run(&bin.join("postqueue"), &["-c", &inst.etc(), "-f"], "");
@@ -341,9 +330,9 @@ fn deferred_mail_is_listed_held_released_flushed_and_deleted() {
     wait_until(
         "the flushed message in the Maildir",
         Duration::from_secs(20),
-        || !maildir_files(&inst, "example.com/john").is_empty(),
+        || !inst.maildir("example.com/john").is_empty(),
     );
-    let msgs = maildir_files(&inst, "example.com/john");
+    let msgs = inst.maildir("example.com/john");
     assert_eq!(msgs.len(), 1, "{}", server.log());
     assert!(msgs[0].contains("Subject: held back"));
     wait_until("an empty queue", Duration::from_secs(10), || {
@@ -428,5 +417,5 @@ fn deferred_mail_is_listed_held_released_flushed_and_deleted() {
     );
     let (_, listing, _) = tool(&inst, "postqueue", &["-p"], "");
     assert_eq!(listing, "Mail queue is empty\n", "{}", server.log());
-    assert_eq!(maildir_files(&inst, "example.com/john").len(), 1);
+    assert_eq!(inst.maildir("example.com/john").len(), 1);
 }

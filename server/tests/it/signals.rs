@@ -14,15 +14,6 @@ use crate::peers::postern::{Instance, wait_until};
 use crate::peers::tools::{output_text, smtp_source};
 
 /// The messages in `mailbox`'s Maildir `new/` (`domain/local`).
-fn maildir(inst: &Instance, mailbox: &str) -> Vec<String> {
-    std::fs::read_dir(inst.layout.mail.join(mailbox).join("new"))
-        .map(|rd| {
-            rd.flatten()
-                .filter_map(|e| std::fs::read_to_string(e.path()).ok())
-                .collect()
-        })
-        .unwrap_or_default()
-}
 
 fn banner(addr: &str) -> String {
     let s = TcpStream::connect(addr).expect("connect");
@@ -88,9 +79,9 @@ fn sighup_under_200_sessions_fails_none() {
     wait_until(
         "the 2000 messages in the Maildir",
         Duration::from_secs(120),
-        || maildir(&inst, "load.test/ann").len() >= 2000,
+        || inst.maildir("load.test/ann").len() >= 2000,
     );
-    assert_eq!(maildir(&inst, "load.test/ann").len(), 2000);
+    assert_eq!(inst.maildir("load.test/ann").len(), 2000);
     wait_until("the new banner", Duration::from_secs(10), || {
         banner(&addr).ends_with("ESMTP after")
     });
@@ -201,7 +192,7 @@ fn sigterm_under_load_keeps_every_acked_message() {
     let _server = inst.serve();
     let delivered = || -> BTreeMap<String, usize> {
         let mut ids = BTreeMap::new();
-        for m in maildir(&inst, "stop.test/ann") {
+        for m in inst.maildir("stop.test/ann") {
             if let Some(id) = m
                 .lines()
                 .find_map(|l| l.strip_prefix("X-Load-Id: "))

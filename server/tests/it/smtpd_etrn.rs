@@ -9,12 +9,6 @@ use std::time::Duration;
 use crate::peers::postern::{Instance, wait_until};
 use crate::peers::tools::{output_text, swaks};
 
-fn maildir_count(inst: &Instance, mailbox: &str) -> usize {
-    std::fs::read_dir(inst.layout.mail.join(mailbox).join("new"))
-        .map(|rd| rd.count())
-        .unwrap_or(0)
-}
-
 /// Sends `lines` after EHLO and returns the last reply line of each.
 fn dialog(addr: &str, lines: &[&str]) -> Vec<String> {
     let stream = TcpStream::connect(addr).expect("connect");
@@ -74,7 +68,7 @@ fn etrn_flushes_a_fast_flush_site() {
             .count()
             >= 2
     });
-    assert_eq!(maildir_count(&inst, "etrn.test/ann"), 0);
+    assert_eq!(inst.maildir("etrn.test/ann").len(), 0);
 
     let replies = dialog(
         &inst.smtp_addr(),
@@ -88,15 +82,10 @@ fn etrn_flushes_a_fast_flush_site() {
     wait_until(
         "the etrn.test message delivered",
         Duration::from_secs(20),
-        || maildir_count(&inst, "etrn.test/ann") == 1,
+        || inst.maildir("etrn.test/ann").len() == 1,
     );
     std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(
-        maildir_count(&inst, "other.test/ann"),
-        0,
-        "{}",
-        server.log()
-    );
+    assert_eq!(inst.maildir("other.test/ann").len(), 0, "{}", server.log());
     assert!(
         server.log().contains("flush requested for etrn.test"),
         "{}",

@@ -211,6 +211,18 @@ impl Instance {
         format!("127.0.0.1:{}", self.smtp)
     }
 
+    /// The messages delivered to `mailbox`'s Maildir `new/` (`domain/local`, as PostfixAdmin's
+    /// maildir column), as text; empty when there are none yet.
+    pub fn maildir(&self, mailbox: &str) -> Vec<String> {
+        std::fs::read_dir(self.layout.mail.join(mailbox).join("new"))
+            .map(|rd| {
+                rd.flatten()
+                    .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// `postern admin -c ETC ARGS…` with `stdin`; panics with stderr when it fails.
     pub fn admin(&self, args: &[&str], stdin: &str) -> String {
         let etc = self.etc();
