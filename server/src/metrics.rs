@@ -120,21 +120,13 @@ impl Drop for SessionGuard<'_> {
 impl Metrics {
     /// One delivery attempt by `transport` ended `secs` after the message arrived.
     pub fn delivery_latency(&self, transport: &str, secs: f64) {
-        if let Ok(mut m) = self.delivery_latency.lock() {
-            m.entry(transport.to_string())
-                .or_default()
-                .observe(DELIVERY_BUCKETS, secs);
-        }
+        observe(&self.delivery_latency, transport, DELIVERY_BUCKETS, secs);
     }
 
     /// One lookup in `table` (its `type:name`) that went to the server took `secs`; `failed`
     /// when it ended in a lookup error.
     pub fn lookup(&self, table: &str, secs: f64, failed: bool) {
-        if let Ok(mut m) = self.lookup_latency.lock() {
-            m.entry(table.to_string())
-                .or_default()
-                .observe(LOOKUP_BUCKETS, secs);
-        }
+        observe(&self.lookup_latency, table, LOOKUP_BUCKETS, secs);
         if failed && let Ok(mut m) = self.lookup_failures.lock() {
             *m.entry(table.to_string()).or_default() += 1;
         }
@@ -297,6 +289,20 @@ impl Metrics {
             );
         }
         out
+    }
+}
+
+/// Adds one observation to `key`'s histogram (allocating the key only the first time: lookups
+/// call this for every uncached query).
+fn observe(map: &Mutex<BTreeMap<String, Histogram>>, key: &str, bounds: &[f64], v: f64) {
+    let Ok(mut m) = map.lock() else { return };
+    match m.get_mut(key) {
+        Some(h) => h.observe(bounds, v),
+        None => {
+            let mut h = Histogram::default();
+            h.observe(bounds, v);
+            m.insert(key.to_string(), h);
+        }
     }
 }
 
